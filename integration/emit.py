@@ -1,0 +1,64 @@
+"""The seam between mapping and delivery: one catalog event for one connection becomes (at most) one Delivery."""
+
+from __future__ import annotations
+
+import uuid
+
+from . import delivery
+from .mapping import FlowConfig, MappingContext, MappingError, build_request, map_event, object_key
+from .models import Connection, Delivery, Flow, InboundEvent
+from .processing import PermanentError
+
+
+def flow_for(connection: Connection, event: str) -> Flow:
+    flow = connection.flows.filter(event=event).first()
+    if flow is None:  # a connection created before this event joined the catalog
+        Flow.create_defaults(connection)
+        flow = connection.flows.get(event=event)
+    return flow
+
+
+def render(connection: Connection, event: str, payload: dict, *, flow: Flow | None = None,
+           email_override: str | None = None):
+    """The exact Rule request for this event (no database writes, no network): used by emit, preview, tests."""
+    flow = flow or flow_for(connection, event)
+    subscriber = map_event(event, payload, MappingContext.from_connection(connection))
+    if email_override:
+        subscriber.email = email_override
+    return build_request(event, subscriber, FlowConfig.from_flow(flow))
+
+
+def emit_event(
+    connection: Connection,
+    event: str,
+    payload: dict,
+    *,
+    inbound_event: InboundEvent | None = None,
+    trigger: str = Delivery.Trigger.EVENT,
+    email_override: str | None = None,
+    require_enabled: bool = True,
+) -> Delivery | None:
+    """Map `payload` as `event` and store a Delivery (sent on commit). None when the flow is off or the
+    event was already delivered for this object (each logical event reaches Rule once)."""
+    flow = flow_for(connection, event)
+    if require_enabled and not flow.enabled:
+        return None
+    try:
+        request = render(connection, event, payload, flow=flow, email_override=email_override)
+    except MappingError as exc:
+        raise PermanentError(str(exc)) from exc
+    if trigger == Delivery.Trigger.TEST:
+        key = f"test:{event}:{uuid.uuid4().hex}"
+    else:
+        key = f"{event}:{object_key(event, payload)}"
+    return delivery.create_delivery(
+        connection=connection,
+        event=event,
+        body=request.body,
+        email=request.email,
+        order_number=request.order_number,
+        idempotency_key=key,
+        inbound_event=inbound_event,
+        trigger=trigger,
+        notes=request.notes,
+    )

@@ -1,0 +1,259 @@
+"""Connections, flows, inbound events and deliveries: the database is the source of truth."""
+
+from __future__ import annotations
+
+import secrets
+
+from django.conf import settings
+from django.db import models
+from django.urls import reverse
+from django.utils import timezone
+
+from . import catalog
+from .encryption import EncryptedTextField
+
+
+def new_token() -> str:
+    return secrets.token_urlsafe(32)
+
+
+class Connection(models.Model):
+    """One Centra store feeding one Rule account, with its settings."""
+
+    class Status(models.TextChoices):
+        ACTIVE = "active", "active"
+        PAUSED = "paused", "paused"
+
+    name = models.SlugField(max_length=100, unique=True)
+    token = models.CharField(max_length=64, unique=True, default=new_token, editable=False)
+    # One secret per line; several allow rotation without downtime. Encrypted at rest.
+    signing_secrets = EncryptedTextField(blank=True, default="")
+    rule_api_key = EncryptedTextField(blank=True, default="")
+    rule_api_url = models.URLField(max_length=300, blank=True, default="",
+                                   help_text="Empty: the RULE_API_URL setting.")
+    centra_api_url = models.URLField(max_length=300, blank=True, default="",
+                                     help_text="https://<tenant>.centra.com/graphql")
+    centra_api_token = EncryptedTextField(blank=True, default="")
+
+    # Mapping settings
+    manual_confirmation = models.BooleanField(
+        default=False, help_text="Centra's 'manually confirm orders': OrderPlaced on PENDING, OrderCompleted on confirm.")
+    send_cart_link = models.BooleanField(default=True)
+    cart_link_template = models.CharField(max_length=500, blank=True, default="",
+                                          help_text="e.g. https://shop.example/abandoned-cart/{selection}")
+    remove_cart_tag = models.BooleanField(
+        default=True, help_text="Remove the OrderCreated tags once OrderPlaced/OrderCompleted is delivered.")
+    tracking_link_templates = models.JSONField(
+        default=dict, blank=True,
+        help_text='Carrier name to template with {tracking}; key "default" is the fallback.')
+    shop_url = models.URLField(max_length=300, blank=True, default="")
+    cancellation_message = models.TextField(blank=True, default="")
+    time_zone = models.CharField(max_length=64, default="Europe/Stockholm")
+    default_language = models.CharField(max_length=8, blank=True, default="")
+    test_email = models.EmailField(blank=True, default="")
+
+    # Operations
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.ACTIVE)
+    paused_reason = models.TextField(blank=True, default="")
+    hold_until = models.DateTimeField(null=True, blank=True, help_text="Rule said 429: nothing is sent before this.")
+    reconcile_interval_minutes = models.PositiveIntegerField(default=10)
+    reconcile_cursor = models.DateTimeField(null=True, blank=True)
+    last_reconcile_at = models.DateTimeField(null=True, blank=True)
+    last_reconcile_error = models.TextField(blank=True, default="")
+    centra_last_error = models.TextField(blank=True, default="")
+
+    # Back in stock
+    bis_min_stock = models.PositiveIntegerField("minimum stock to alert", default=10)
+    bis_alerts_per_unit = models.PositiveIntegerField("alerts per unit of stock", default=20)
+    bis_expiry_days = models.PositiveIntegerField("watchers expire after (days)", default=365)
+    bis_poll_minutes = models.PositiveIntegerField("poll Centra stock every (minutes)", default=15)
+
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+    @property
+    def signing_secret_list(self) -> list[str]:
+        return [s.strip() for s in (self.signing_secrets or "").replace(",", "\n").splitlines() if s.strip()]
+
+    @property
+    def rule_base_url(self) -> str:
+        return (self.rule_api_url or settings.RULE_API_URL).rstrip("/")
+
+    @property
+    def is_paused(self) -> bool:
+        return self.status == self.Status.PAUSED
+
+    def events_url(self, base: str | None = None) -> str:
+        return (base or settings.PUBLIC_BASE_URL).rstrip("/") + reverse("centra-events", args=[self.token])
+
+    def webhook_url(self, base: str | None = None) -> str:
+        return (base or settings.PUBLIC_BASE_URL).rstrip("/") + reverse("centra-webhook", args=[self.token])
+
+    def save(self, *args, **kwargs) -> None:
+        created = self._state.adding
+        super().save(*args, **kwargs)
+        if created:
+            Flow.create_defaults(self)
+
+
+class Flow(models.Model):
+    """One catalog event of one connection: on/off, Rule tags, automation mode, fields left out."""
+
+    connection = models.ForeignKey(Connection, on_delete=models.CASCADE, related_name="flows")
+    event = models.CharField(max_length=40, choices=catalog.EVENT_CHOICES)
+    enabled = models.BooleanField(default=True)
+    tags = models.JSONField(default=list, blank=True)
+    automation = models.CharField(max_length=10, choices=catalog.AUTOMATION_CHOICES,
+                                  default=catalog.DEFAULT_AUTOMATION)
+    excluded_fields = models.JSONField(default=list, blank=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["connection", "event"], name="uniq_flow_event")]
+        ordering = ["connection", "id"]
+
+    def __str__(self) -> str:
+        return f"{self.connection.name}: {self.event}"
+
+    @classmethod
+    def create_defaults(cls, connection: Connection) -> None:
+        """A flow per catalog event with the catalog's defaults (safe to repeat)."""
+        existing = set(cls.objects.filter(connection=connection).values_list("event", flat=True))
+        cls.objects.bulk_create(
+            [
+                cls(connection=connection, event=spec.name, enabled=spec.default_enabled,
+                    tags=list(spec.default_tags), automation=catalog.DEFAULT_AUTOMATION)
+                for spec in catalog.EVENTS.values()
+                if spec.name not in existing
+            ]
+        )
+
+
+class InboundEvent(models.Model):
+    """One event as received (raw payload kept beside what was made of it)."""
+
+    class Source(models.TextChoices):
+        WEBHOOK = "webhook", "Centra webhook"
+        EVENTS = "events", "JSON event"
+        RECONCILE = "reconcile", "reconciliation"
+
+    class Status(models.TextChoices):
+        RECEIVED = "received", "received"
+        PROCESSED = "processed", "processed"
+        IGNORED = "ignored", "ignored"
+        FAILED = "failed", "failed"
+
+    connection = models.ForeignKey(Connection, on_delete=models.CASCADE, related_name="inbound_events")
+    source = models.CharField(max_length=10, choices=Source.choices)
+    dedupe_key = models.CharField(max_length=255)
+    event_type = models.CharField(max_length=60, db_index=True)
+    object_ref = models.CharField(max_length=120, blank=True, default="", db_index=True,
+                                  help_text="Order number, shipment/return/customer id, or item.")
+    email = models.CharField(max_length=254, blank=True, default="", db_index=True)
+    payload = models.JSONField(default=dict)
+    occurred_at = models.DateTimeField(null=True, blank=True)
+    received_at = models.DateTimeField(default=timezone.now, db_index=True)
+    processed_at = models.DateTimeField(null=True, blank=True)
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.RECEIVED, db_index=True)
+    error = models.TextField(blank=True, default="")
+    duplicate_count = models.PositiveIntegerField(default=0)
+    process_attempts = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["connection", "dedupe_key"], name="uniq_inbound_dedupe"),
+        ]
+        indexes = [models.Index(fields=["status", "received_at"], name="inbound_status_received")]
+        ordering = ["-received_at"]
+
+    def __str__(self) -> str:
+        return f"{self.event_type} {self.object_ref}".strip()
+
+
+class Delivery(models.Model):
+    """One request to Rule, keyed so that each logical event reaches Rule once."""
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "pending"
+        SENDING = "sending", "sending"
+        RETRYING = "retrying", "retrying"
+        SUCCEEDED = "succeeded", "succeeded"
+        FAILED = "failed", "failed"
+        CANCELLED = "cancelled", "cancelled"
+
+    class Trigger(models.TextChoices):
+        EVENT = "event", "event"
+        TEST = "test", "test"
+        RESEND = "resend", "resend"
+        RECONCILE = "reconcile", "reconcile"
+
+    OPEN_STATUSES = (Status.PENDING, Status.SENDING, Status.RETRYING)
+
+    connection = models.ForeignKey(Connection, on_delete=models.CASCADE, related_name="deliveries")
+    event = models.CharField(max_length=40, db_index=True,
+                             help_text="Catalog event, or RemoveCartTag for the cart tag removal.")
+    inbound_event = models.ForeignKey(InboundEvent, null=True, blank=True, on_delete=models.SET_NULL,
+                                      related_name="deliveries")
+    idempotency_key = models.CharField(max_length=255)
+    email = models.CharField(max_length=254, blank=True, default="", db_index=True)
+    order_number = models.CharField(max_length=64, blank=True, default="", db_index=True)
+    method = models.CharField(max_length=8, default="POST")
+    path = models.CharField(max_length=500, default="/subscribers")
+    request_body = models.JSONField(null=True, blank=True)
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING)
+    trigger = models.CharField(max_length=10, choices=Trigger.choices, default=Trigger.EVENT)
+    attempt_count = models.PositiveIntegerField(default=0, help_text="Attempts held against the retry budget.")
+    next_attempt_at = models.DateTimeField(null=True, blank=True)
+    lease_until = models.DateTimeField(null=True, blank=True)
+    last_error = models.TextField(blank=True, default="")
+    created_at = models.DateTimeField(default=timezone.now)
+    updated_at = models.DateTimeField(auto_now=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["connection", "idempotency_key"], name="uniq_delivery_idempotency"),
+        ]
+        indexes = [
+            models.Index(fields=["status", "next_attempt_at"], name="delivery_due"),
+            models.Index(fields=["-created_at"], name="delivery_created"),
+            models.Index(fields=["connection", "-created_at"], name="delivery_conn_created"),
+            models.Index(fields=["event", "-created_at"], name="delivery_event_created"),
+            models.Index(fields=["trigger", "-created_at"], name="delivery_trigger_created"),
+            models.Index(fields=["status", "-created_at"], name="delivery_status_created"),
+        ]
+        ordering = ["-created_at"]
+        verbose_name_plural = "deliveries"
+
+    def __str__(self) -> str:
+        return f"{self.event} to {self.email or '?'} ({self.status})"
+
+
+class DeliveryAttempt(models.Model):
+    """One HTTP call to Rule; the row is written before the call."""
+
+    RESPONSE_LIMIT = 8 * 1024
+
+    delivery = models.ForeignKey(Delivery, on_delete=models.CASCADE, related_name="attempts")
+    number = models.PositiveIntegerField()
+    started_at = models.DateTimeField(default=timezone.now)
+    duration_ms = models.PositiveIntegerField(null=True, blank=True)
+    status_code = models.PositiveIntegerField(null=True, blank=True)
+    response_body = models.TextField(blank=True, default="")
+    error = models.TextField(blank=True, default="")
+    outcome = models.CharField(max_length=20, blank=True, default="",
+                               help_text="succeeded, retry, rate_limited, paused, failed, or in progress (empty)")
+    counted = models.BooleanField(default=True, help_text="False for a 429: not held against the retry budget.")
+    note = models.TextField(blank=True, default="")
+
+    class Meta:
+        ordering = ["delivery", "number"]
+        constraints = [models.UniqueConstraint(fields=["delivery", "number"], name="uniq_attempt_number")]
+
+    def __str__(self) -> str:
+        return f"attempt {self.number} ({self.status_code or self.error or 'in progress'})"
