@@ -1,7 +1,8 @@
 """Settings, read from the environment (12-factor). See README "Configuration"."""
 
-import hashlib
 import base64
+import hashlib
+import os
 from pathlib import Path
 
 import environ
@@ -77,8 +78,11 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
             "timeout": 20,
         }
     )
-    # A file (not memory) so a real qcluster process started by a test sees the test database.
-    DATABASES["default"]["TEST"] = {"NAME": str(BASE_DIR / "var" / "test-db.sqlite3")}
+    # A file (not memory) so a real qcluster process started by a test can open the test database
+    # (the test hands it this path through DATABASE_URL). One file per test run, so runs never collide.
+    DATABASES["default"]["TEST"] = {
+        "NAME": env.str("TEST_SQLITE_PATH", default=str(BASE_DIR / "var" / f"test-db-{os.getpid()}.sqlite3"))
+    }
 else:
     DATABASES["default"].setdefault("CONN_MAX_AGE", env.int("CONN_MAX_AGE", default=60))
     DATABASES["default"].setdefault("CONN_HEALTH_CHECKS", True)

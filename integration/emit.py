@@ -37,6 +37,7 @@ def emit_event(
     trigger: str = Delivery.Trigger.EVENT,
     email_override: str | None = None,
     require_enabled: bool = True,
+    key: str | None = None,
 ) -> Delivery | None:
     """Map `payload` as `event` and store a Delivery (sent on commit). None when the flow is off or the
     event was already delivered for this object (each logical event reaches Rule once)."""
@@ -49,8 +50,12 @@ def emit_event(
         raise PermanentError(str(exc)) from exc
     if trigger == Delivery.Trigger.TEST:
         key = f"test:{event}:{uuid.uuid4().hex}"
-    else:
-        key = f"{event}:{object_key(event, payload)}"
+    elif key is None:
+        # The natural object (order, shipment, return, cart...) when there is one, else the inbound event.
+        natural = object_key(event, payload)
+        if natural is None:
+            natural = f"inbound:{inbound_event.dedupe_key}" if inbound_event else f"adhoc:{uuid.uuid4().hex}"
+        key = f"{event}:{natural}"
     return delivery.create_delivery(
         connection=connection,
         event=event,
