@@ -1,0 +1,45 @@
+# Two commands matter: `make run` (set up and serve web + worker on SQLite) and `make test`.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: run test lint format bench install fakerule fakecentra clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+# Reinstall whenever pyproject.toml changes.
+$(STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+run: install
+	$(BIN)/python scripts/run.py
+
+test: install
+	mkdir -p var
+	$(BIN)/pytest
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: install
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+bench: install
+	$(BIN)/python tests/bench/run_all.py
+
+fakerule: install
+	$(BIN)/python manage.py fakerule
+
+fakecentra: install
+	$(BIN)/python manage.py fakecentra
+
+clean:
+	rm -rf $(VENV) var *.egg-info
