@@ -40,34 +40,80 @@ class FieldSpec:
 EVENTS: dict[str, EventSpec] = {
     e.name: e
     for e in [
-        EventSpec("OrderCreated", ("OrderCreated",), True,
-                  "abandoned-cart signal: a checkout with an email and items, order not completed", "json"),
-        EventSpec("OrderPlaced", ("OrderPlaced",), True,
-                  "manual-confirmation mode only: an order seen in status PENDING", "centra", manual_mode_only=True),
-        EventSpec("OrderCompleted", ("OrderCompleted",), True,
-                  "auto-confirm mode: an order first seen in any status but CANCELLED; manual mode: an order seen "
-                  "CONFIRMED, PROCESSING or SHIPPED", "centra"),
+        EventSpec(
+            "OrderCreated",
+            ("OrderCreated",),
+            True,
+            "abandoned-cart signal: a checkout with an email and items, order not completed",
+            "json",
+        ),
+        EventSpec(
+            "OrderPlaced",
+            ("OrderPlaced",),
+            True,
+            "manual-confirmation mode only: an order seen in status PENDING",
+            "centra",
+            manual_mode_only=True,
+        ),
+        EventSpec(
+            "OrderCompleted",
+            ("OrderCompleted",),
+            True,
+            "auto-confirm mode: an order first seen in any status but CANCELLED; manual mode: an order seen "
+            "CONFIRMED, PROCESSING or SHIPPED",
+            "centra",
+        ),
         EventSpec("OrderShipped", ("OrderShipped",), True, "a shipment with isShipped: true", "centra"),
         EventSpec("OrderCancellation", ("OrderCancellation",), False, "an order seen CANCELLED", "centra"),
-        EventSpec("RefundCompleted", ("RefundCompleted",), True,
-                  "a return completed with a refunded value above zero", "centra"),
-        EventSpec("ReturnCompleted", ("ReturnCompleted",), False,
-                  "a return completed with nothing refunded (exchange, store credit)", "centra"),
-        EventSpec("Newsletter", ("Newsletter",), True, "newsletter sign-up on the site or in checkout", "json"),
-        EventSpec("CustomerRegistered", ("CustomerRegistered",), False,
-                  "a customer account created (native customer webhook or JSON event)", "centra"),
-        EventSpec("PasswordReset", ("PasswordReset",), False,
-                  "'Forgot your password?' with a restore link", "json"),
+        EventSpec(
+            "RefundCompleted",
+            ("RefundCompleted",),
+            True,
+            "a return completed with a refunded value above zero",
+            "centra",
+        ),
+        EventSpec(
+            "ReturnCompleted",
+            ("ReturnCompleted",),
+            False,
+            "a return completed with nothing refunded (exchange, store credit)",
+            "centra",
+        ),
+        EventSpec(
+            "Newsletter", ("Newsletter",), True, "newsletter sign-up on the site or in checkout", "json"
+        ),
+        EventSpec(
+            "CustomerRegistered",
+            ("CustomerRegistered",),
+            False,
+            "a customer account created (native customer webhook or JSON event)",
+            "centra",
+        ),
+        EventSpec(
+            "PasswordReset", ("PasswordReset",), False, "'Forgot your password?' with a restore link", "json"
+        ),
         EventSpec("GiftCertificate", ("GiftCertificate",), False, "a gift certificate bought", "json"),
-        EventSpec("ProductAlertWaiting", ("Rule - Waiting For Product Alert",), True,
-                  "a shopper starts watching an out-of-stock size", "backinstock"),
-        EventSpec("ProductAlertTriggered", ("Rule - Product Alert Triggered",), True,
-                  "stock for a watched size is back", "backinstock"),
+        EventSpec(
+            "ProductAlertWaiting",
+            ("Rule - Waiting For Product Alert",),
+            True,
+            "a shopper starts watching an out-of-stock size",
+            "backinstock",
+        ),
+        EventSpec(
+            "ProductAlertTriggered",
+            ("Rule - Product Alert Triggered",),
+            True,
+            "stock for a watched size is back",
+            "backinstock",
+        ),
     ]
 }
 
 # Event groups used by the field table below.
-ORDER_EVENTS = frozenset({"OrderCreated", "OrderPlaced", "OrderCompleted", "OrderShipped", "OrderCancellation"})
+ORDER_EVENTS = frozenset(
+    {"OrderCreated", "OrderPlaced", "OrderCompleted", "OrderShipped", "OrderCancellation"}
+)
 RETURN_EVENTS = frozenset({"RefundCompleted", "ReturnCompleted"})
 # Ours: a gift certificate carries its order's base and common fields (the article: "Common Order fields +
 # GiftCertificate fields"), not its item fields.
@@ -93,8 +139,12 @@ def _money(key, source, events, condition="") -> list[FieldSpec]:
 FIELDS: tuple[FieldSpec, ...] = tuple(
     [
         # Base fields
-        _f("Order.Number", TEXT, "number (OrderCreated: the selection id when no order number exists yet)",
-           BASE_EVENTS),
+        _f(
+            "Order.Number",
+            TEXT,
+            "number (OrderCreated: the selection id when no order number exists yet)",
+            BASE_EVENTS,
+        ),
         _f("Order.Firstname", TEXT, "shippingAddress.firstName, else billing, else customer", BASE_EVENTS),
         _f("Order.Lastname", TEXT, "shippingAddress.lastName, else billing, else customer", BASE_EVENTS),
         # Common order fields
@@ -113,15 +163,24 @@ FIELDS: tuple[FieldSpec, ...] = tuple(
         *_money("Order.Shipping", "totals.shipping", COMMON_EVENTS),
         *_money("Order.Total", "grandTotal", COMMON_EVENTS),
         *_money("Order.Vat", "totals.taxIncluded + totals.taxAdded", COMMON_EVENTS),
-        _f("Order.Vatpercent", TEXT,
-           "the lines' taxPercent when they share one, else the rate of the largest line value", COMMON_EVENTS),
+        _f(
+            "Order.Vatpercent",
+            TEXT,
+            "the lines' taxPercent when they share one, else the rate of the largest line value",
+            COMMON_EVENTS,
+        ),
         _f("Order.HandlingAmount", TEXT, "totals.handling.value (two decimals)", COMMON_EVENTS),
         *_money("Order.TaxDeduction", "totals.taxDeducted", COMMON_EVENTS, "only when above zero"),
         _f("Order.PaymentMethod", TEXT, "paymentMethod.name", COMMON_EVENTS),
         _f("Order.DeliveryMethod", TEXT, "shippingPriceGroup.shippingOption.name", COMMON_EVENTS),
         _f("Order.Currency", TEXT, "grandTotal.currency.code", COMMON_EVENTS),
-        _f("Order.<attribute>_<element>", TEXT, "each custom order attribute element, e.g. Order.giftWrap_message",
-           COMMON_EVENTS, dynamic=True),
+        _f(
+            "Order.<attribute>_<element>",
+            TEXT,
+            "each custom order attribute element, e.g. Order.giftWrap_message",
+            COMMON_EVENTS,
+            dynamic=True,
+        ),
         # Items (returns: the returned lines)
         _f("Order.Brands", MULTIPLE, "lines: brand.name, else productBrand", ITEM_EVENTS),
         _f("Order.Types", MULTIPLE, "lines: folderName", ITEM_EVENTS),
@@ -132,34 +191,71 @@ FIELDS: tuple[FieldSpec, ...] = tuple(
         _f("Order.ProductCount", TEXT, "number of lines", ITEM_EVENTS),
         _f("Order.IndividualProductCount", TEXT, "sum of quantity", ITEM_EVENTS),
         _f("Order.Skus", MULTIPLE, "lines: productSize.SKU", ORDER_EVENTS, "not for returns"),
-        _f("Order.Products", JSON,
-           "one object per line: name, variant, size, sku, brand, collection, quantity, unitPrice, "
-           "unitPriceAmount, lineValue, lineValueAmount, discountPercent, url", ORDER_EVENTS, "not for returns"),
-        _f("Order.RefundValuePcs", MULTIPLE, "returned lines: lineValue.formattedValue", RETURN_EVENTS,
-           "returns only"),
-        _f("Order.RefundValuePcsAmount", MULTIPLE, "returned lines: lineValue.value (two decimals)",
-           RETURN_EVENTS, "returns only"),
+        _f(
+            "Order.Products",
+            JSON,
+            "one object per line: name, variant, size, sku, brand, collection, quantity, unitPrice, "
+            "unitPriceAmount, lineValue, lineValueAmount, discountPercent, url",
+            ORDER_EVENTS,
+            "not for returns",
+        ),
+        _f(
+            "Order.RefundValuePcs",
+            MULTIPLE,
+            "returned lines: lineValue.formattedValue",
+            RETURN_EVENTS,
+            "returns only",
+        ),
+        _f(
+            "Order.RefundValuePcsAmount",
+            MULTIPLE,
+            "returned lines: lineValue.value (two decimals)",
+            RETURN_EVENTS,
+            "returns only",
+        ),
         # Event-specific
-        _f("Order.CartUrl", TEXT, "the connection's cart link template with {selection} filled", {"OrderCreated"},
-           "only when the connection's 'send cart link' is on"),
+        _f(
+            "Order.CartUrl",
+            TEXT,
+            "the connection's cart link template with {selection} filled",
+            {"OrderCreated"},
+            "only when the connection's 'send cart link' is on",
+        ),
         _f("Order.Handling", TEXT, "totals.handling.formattedValue", {"OrderCompleted"}),
         _f("Order.BillingFirstname", TEXT, "billingAddress.firstName", {"OrderCompleted"}),
         _f("Order.BillingLastname", TEXT, "billingAddress.lastName", {"OrderCompleted"}),
-        _f("Order.BillingStreet", TEXT, 'billingAddress.address1 + ", " + address2 when present',
-           {"OrderCompleted"}),
+        _f(
+            "Order.BillingStreet",
+            TEXT,
+            'billingAddress.address1 + ", " + address2 when present',
+            {"OrderCompleted"},
+        ),
         _f("Order.BillingCity", TEXT, "billingAddress.city", {"OrderCompleted"}),
         _f("Order.BillingZipcode", TEXT, "billingAddress.zipCode", {"OrderCompleted"}),
         _f("Order.BillingState", TEXT, "billingAddress.state.code, else stateOrProvince", {"OrderCompleted"}),
         _f("Order.BillingCountry", TEXT, "billingAddress.country.code", {"OrderCompleted"}),
         _f("Order.BillingTele", TEXT, "billingAddress.phoneNumber, else cellPhoneNumber", {"OrderCompleted"}),
         _f("Order.BillingCompany", TEXT, "billingAddress.companyName", {"OrderCompleted"}),
-        _f("Order.Carrier", TEXT, "carrierInformation.carrierName, else shipmentPlugin.name", {"OrderShipped"}),
+        _f(
+            "Order.Carrier",
+            TEXT,
+            "carrierInformation.carrierName, else shipmentPlugin.name",
+            {"OrderShipped"},
+        ),
         _f("Order.Trackingno", TEXT, "trackingNumber", {"OrderShipped"}),
-        _f("Order.Trackinglink", TEXT,
-           "the connection's tracking link template for the carrier (else the default) with {tracking} filled",
-           {"OrderShipped"}, "only when a template and a tracking number exist"),
-        _f("Order.AdditionalMessage", TEXT, "the connection's cancellation message, else the order's otherComment",
-           {"OrderCancellation"}),
+        _f(
+            "Order.Trackinglink",
+            TEXT,
+            "the connection's tracking link template for the carrier (else the default) with {tracking} filled",
+            {"OrderShipped"},
+            "only when a template and a tracking number exist",
+        ),
+        _f(
+            "Order.AdditionalMessage",
+            TEXT,
+            "the connection's cancellation message, else the order's otherComment",
+            {"OrderCancellation"},
+        ),
         _f("Order.CompanyUrl", TEXT, "the connection's shop URL", {"OrderCancellation"}),
         *_money("Order.RefundValueTotal", "return grandTotal", RETURN_EVENTS),
         *_money("Order.RefundHandlingCost", "return totals.handling", RETURN_EVENTS),
@@ -168,9 +264,15 @@ FIELDS: tuple[FieldSpec, ...] = tuple(
         *[
             _f(f"GiftCertificate.{name}", TEXT, f"giftCertificate.{src}", {"GiftCertificate"})
             for name, src in [
-                ("Name", "name"), ("Code", "code"), ("Link", "link"), ("Message", "message"),
-                ("Description", "description"), ("Friend", "friend"), ("Currency", "currency"),
-                ("Value", "value"), ("ValueAsNumber", "valueAsNumber (two decimals)"),
+                ("Name", "name"),
+                ("Code", "code"),
+                ("Link", "link"),
+                ("Message", "message"),
+                ("Description", "description"),
+                ("Friend", "friend"),
+                ("Currency", "currency"),
+                ("Value", "value"),
+                ("ValueAsNumber", "valueAsNumber (two decimals)"),
             ]
         ],
         _f("GiftCertificate.Date", DATE, "giftCertificate.date", {"GiftCertificate"}),
@@ -180,28 +282,45 @@ FIELDS: tuple[FieldSpec, ...] = tuple(
         *[
             _f(f"Address.{name}", TEXT, f"event address.{src}", {"Newsletter"})
             for name, src in [
-                ("Firstname", "firstName"), ("Lastname", "lastName"), ("Street", "address1 (+ address2)"),
-                ("City", "city"), ("Zipcode", "zipCode"), ("State", "state.code, else stateOrProvince"),
+                ("Firstname", "firstName"),
+                ("Lastname", "lastName"),
+                ("Street", "address1 (+ address2)"),
+                ("City", "city"),
+                ("Zipcode", "zipCode"),
+                ("State", "state.code, else stateOrProvince"),
                 ("Country", "country.code"),
             ]
         ],
         *[
             _f(f"Customer.{name}", TEXT, f"customer {src}", CUSTOMER_EVENTS)
             for name, src in [
-                ("Firstname", "firstName"), ("Lastname", "lastName"), ("Language", "language (ISO 639-1)"),
-                ("Tele", "phoneNumber, else billingAddress.phoneNumber"), ("City", "billingAddress.city"),
-                ("Country", "billingAddress.country.code"), ("Zipcode", "billingAddress.zipCode"),
-                ("Address1", "billingAddress.address1"), ("Address2", "billingAddress.address2"),
+                ("Firstname", "firstName"),
+                ("Lastname", "lastName"),
+                ("Language", "language (ISO 639-1)"),
+                ("Tele", "phoneNumber, else billingAddress.phoneNumber"),
+                ("City", "billingAddress.city"),
+                ("Country", "billingAddress.country.code"),
+                ("Zipcode", "billingAddress.zipCode"),
+                ("Address1", "billingAddress.address1"),
+                ("Address2", "billingAddress.address2"),
             ]
         ],
         _f("Customer.PasswordRestoreLink", TEXT, "event passwordRestoreLink", {"PasswordReset"}),
         *[
             _f(f"ProductAlert.{name}", TEXT, f"product {src}", ALERT_EVENTS)
             for name, src in [
-                ("DisplayName", "name"), ("DisplayUri", "uri"), ("DisplayImage", "image"), ("Brand", "brand"),
-                ("Variant", "variant"), ("Size", "size"), ("SKU", "sku"), ("SizeSKU", "sizeSku"),
-                ("EAN", "ean"), ("PriceInRegion", "price (formatted)"),
-                ("PriceInRegionAmount", "price (two decimals)"), ("CurrencyInRegion", "currency"),
+                ("DisplayName", "name"),
+                ("DisplayUri", "uri"),
+                ("DisplayImage", "image"),
+                ("Brand", "brand"),
+                ("Variant", "variant"),
+                ("Size", "size"),
+                ("SKU", "sku"),
+                ("SizeSKU", "sizeSku"),
+                ("EAN", "ean"),
+                ("PriceInRegion", "price (formatted)"),
+                ("PriceInRegionAmount", "price (two decimals)"),
+                ("CurrencyInRegion", "currency"),
             ]
         ],
     ]

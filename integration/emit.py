@@ -18,8 +18,14 @@ def flow_for(connection: Connection, event: str) -> Flow:
     return flow
 
 
-def render(connection: Connection, event: str, payload: dict, *, flow: Flow | None = None,
-           email_override: str | None = None):
+def render(
+    connection: Connection,
+    event: str,
+    payload: dict,
+    *,
+    flow: Flow | None = None,
+    email_override: str | None = None,
+):
     """The exact Rule request for this event (no database writes, no network): used by emit, preview, tests."""
     flow = flow or flow_for(connection, event)
     subscriber = map_event(event, payload, MappingContext.from_connection(connection))

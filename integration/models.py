@@ -29,23 +29,34 @@ class Connection(models.Model):
     # One secret per line; several allow rotation without downtime. Encrypted at rest.
     signing_secrets = EncryptedTextField(blank=True, default="")
     rule_api_key = EncryptedTextField(blank=True, default="")
-    rule_api_url = models.URLField(max_length=300, blank=True, default="",
-                                   help_text="Empty: the RULE_API_URL setting.")
-    centra_api_url = models.URLField(max_length=300, blank=True, default="",
-                                     help_text="https://<tenant>.centra.com/graphql")
+    rule_api_url = models.URLField(
+        max_length=300, blank=True, default="", help_text="Empty: the RULE_API_URL setting."
+    )
+    centra_api_url = models.URLField(
+        max_length=300, blank=True, default="", help_text="https://<tenant>.centra.com/graphql"
+    )
     centra_api_token = EncryptedTextField(blank=True, default="")
 
     # Mapping settings
     manual_confirmation = models.BooleanField(
-        default=False, help_text="Centra's 'manually confirm orders': OrderPlaced on PENDING, OrderCompleted on confirm.")
+        default=False,
+        help_text="Centra's 'manually confirm orders': OrderPlaced on PENDING, OrderCompleted on confirm.",
+    )
     send_cart_link = models.BooleanField(default=True)
-    cart_link_template = models.CharField(max_length=500, blank=True, default="",
-                                          help_text="e.g. https://shop.example/abandoned-cart/{selection}")
+    cart_link_template = models.CharField(
+        max_length=500,
+        blank=True,
+        default="",
+        help_text="e.g. https://shop.example/abandoned-cart/{selection}",
+    )
     remove_cart_tag = models.BooleanField(
-        default=True, help_text="Remove the OrderCreated tags once OrderPlaced/OrderCompleted is delivered.")
+        default=True, help_text="Remove the OrderCreated tags once OrderPlaced/OrderCompleted is delivered."
+    )
     tracking_link_templates = models.JSONField(
-        default=dict, blank=True,
-        help_text='Carrier name to template with {tracking}; key "default" is the fallback.')
+        default=dict,
+        blank=True,
+        help_text='Carrier name to template with {tracking}; key "default" is the fallback.',
+    )
     shop_url = models.URLField(max_length=300, blank=True, default="")
     cancellation_message = models.TextField(blank=True, default="")
     time_zone = models.CharField(max_length=64, default="Europe/Stockholm")
@@ -55,7 +66,9 @@ class Connection(models.Model):
     # Operations
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.ACTIVE)
     paused_reason = models.TextField(blank=True, default="")
-    hold_until = models.DateTimeField(null=True, blank=True, help_text="Rule said 429: nothing is sent before this.")
+    hold_until = models.DateTimeField(
+        null=True, blank=True, help_text="Rule said 429: nothing is sent before this."
+    )
     reconcile_interval_minutes = models.PositiveIntegerField(default=10)
     reconcile_cursor = models.DateTimeField(null=True, blank=True)
     last_reconcile_at = models.DateTimeField(null=True, blank=True)
@@ -109,8 +122,9 @@ class Flow(models.Model):
     event = models.CharField(max_length=40, choices=catalog.EVENT_CHOICES)
     enabled = models.BooleanField(default=True)
     tags = models.JSONField(default=list, blank=True)
-    automation = models.CharField(max_length=10, choices=catalog.AUTOMATION_CHOICES,
-                                  default=catalog.DEFAULT_AUTOMATION)
+    automation = models.CharField(
+        max_length=10, choices=catalog.AUTOMATION_CHOICES, default=catalog.DEFAULT_AUTOMATION
+    )
     excluded_fields = models.JSONField(default=list, blank=True)
 
     class Meta:
@@ -126,8 +140,13 @@ class Flow(models.Model):
         existing = set(cls.objects.filter(connection=connection).values_list("event", flat=True))
         cls.objects.bulk_create(
             [
-                cls(connection=connection, event=spec.name, enabled=spec.default_enabled,
-                    tags=list(spec.default_tags), automation=catalog.DEFAULT_AUTOMATION)
+                cls(
+                    connection=connection,
+                    event=spec.name,
+                    enabled=spec.default_enabled,
+                    tags=list(spec.default_tags),
+                    automation=catalog.DEFAULT_AUTOMATION,
+                )
                 for spec in catalog.EVENTS.values()
                 if spec.name not in existing
             ]
@@ -152,8 +171,13 @@ class InboundEvent(models.Model):
     source = models.CharField(max_length=10, choices=Source.choices)
     dedupe_key = models.CharField(max_length=255)
     event_type = models.CharField(max_length=60, db_index=True)
-    object_ref = models.CharField(max_length=120, blank=True, default="", db_index=True,
-                                  help_text="Order number, shipment/return/customer id, or item.")
+    object_ref = models.CharField(
+        max_length=120,
+        blank=True,
+        default="",
+        db_index=True,
+        help_text="Order number, shipment/return/customer id, or item.",
+    )
     email = models.CharField(max_length=254, blank=True, default="", db_index=True)
     payload = models.JSONField(default=dict)
     occurred_at = models.DateTimeField(null=True, blank=True)
@@ -195,10 +219,12 @@ class Delivery(models.Model):
     OPEN_STATUSES = (Status.PENDING, Status.SENDING, Status.RETRYING)
 
     connection = models.ForeignKey(Connection, on_delete=models.CASCADE, related_name="deliveries")
-    event = models.CharField(max_length=40, db_index=True,
-                             help_text="Catalog event, or RemoveCartTag for the cart tag removal.")
-    inbound_event = models.ForeignKey(InboundEvent, null=True, blank=True, on_delete=models.SET_NULL,
-                                      related_name="deliveries")
+    event = models.CharField(
+        max_length=40, db_index=True, help_text="Catalog event, or RemoveCartTag for the cart tag removal."
+    )
+    inbound_event = models.ForeignKey(
+        InboundEvent, null=True, blank=True, on_delete=models.SET_NULL, related_name="deliveries"
+    )
     idempotency_key = models.CharField(max_length=255)
     email = models.CharField(max_length=254, blank=True, default="", db_index=True)
     order_number = models.CharField(max_length=64, blank=True, default="", db_index=True)
@@ -207,19 +233,26 @@ class Delivery(models.Model):
     request_body = models.JSONField(null=True, blank=True)
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING)
     trigger = models.CharField(max_length=10, choices=Trigger.choices, default=Trigger.EVENT)
-    attempt_count = models.PositiveIntegerField(default=0, help_text="Attempts held against the retry budget.")
+    attempt_count = models.PositiveIntegerField(
+        default=0, help_text="Attempts held against the retry budget."
+    )
     next_attempt_at = models.DateTimeField(null=True, blank=True)
     lease_until = models.DateTimeField(null=True, blank=True)
     last_error = models.TextField(blank=True, default="")
-    notes = models.TextField(blank=True, default="",
-                             help_text="What was changed to fit Rule's limits (one per line); also on the first attempt.")
+    notes = models.TextField(
+        blank=True,
+        default="",
+        help_text="What was changed to fit Rule's limits (one per line); also on the first attempt.",
+    )
     created_at = models.DateTimeField(default=timezone.now)
     updated_at = models.DateTimeField(auto_now=True)
     finished_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         constraints = [
-            models.UniqueConstraint(fields=["connection", "idempotency_key"], name="uniq_delivery_idempotency"),
+            models.UniqueConstraint(
+                fields=["connection", "idempotency_key"], name="uniq_delivery_idempotency"
+            ),
         ]
         indexes = [
             models.Index(fields=["status", "next_attempt_at"], name="delivery_due"),
@@ -248,9 +281,15 @@ class DeliveryAttempt(models.Model):
     status_code = models.PositiveIntegerField(null=True, blank=True)
     response_body = models.TextField(blank=True, default="")
     error = models.TextField(blank=True, default="")
-    outcome = models.CharField(max_length=20, blank=True, default="",
-                               help_text="succeeded, retry, rate_limited, paused, failed, or in progress (empty)")
-    counted = models.BooleanField(default=True, help_text="False for a 429: not held against the retry budget.")
+    outcome = models.CharField(
+        max_length=20,
+        blank=True,
+        default="",
+        help_text="succeeded, retry, rate_limited, paused, failed, or in progress (empty)",
+    )
+    counted = models.BooleanField(
+        default=True, help_text="False for a 429: not held against the retry budget."
+    )
     note = models.TextField(blank=True, default="")
 
     class Meta:

@@ -70,8 +70,11 @@ def process_inbound_event(inbound_id: int) -> str:
         except Exception as exc:  # a passing fault: keep it `received` for the sweeper
             log.warning("processing inbound event %s failed: %s", inbound_id, exc.__class__.__name__)
             error = f"{exc.__class__.__name__}: {exc}"
-            status = (InboundEvent.Status.FAILED if inbound.process_attempts >= MAX_PROCESS_ATTEMPTS
-                      else InboundEvent.Status.RECEIVED)
+            status = (
+                InboundEvent.Status.FAILED
+                if inbound.process_attempts >= MAX_PROCESS_ATTEMPTS
+                else InboundEvent.Status.RECEIVED
+            )
         inbound.status = status
         inbound.error = error
         if status != InboundEvent.Status.RECEIVED:

@@ -17,7 +17,10 @@ class ConnectionFactory(factory.django.DjangoModelFactory):
     test_email = "merchant@example.com"
     cart_link_template = "https://shop.example/abandoned-cart/{selection}"
     tracking_link_templates = factory.LazyFunction(
-        lambda: {"PostNord": "https://tracking.postnord.com/?id={tracking}", "default": "https://track.example/{tracking}"}
+        lambda: {
+            "PostNord": "https://tracking.postnord.com/?id={tracking}",
+            "default": "https://track.example/{tracking}",
+        }
     )
     shop_url = "https://shop.example"
 
@@ -42,6 +45,10 @@ class DeliveryFactory(factory.django.DjangoModelFactory):
     idempotency_key = factory.Sequence(lambda n: f"OrderCompleted:order:{n}")
     email = "anna@example.com"
     request_body = factory.LazyAttribute(
-        lambda d: {"update_on_duplicate": True, "automation": "reset", "tags": [d.event],
-                   "subscribers": {"email": d.email, "fields": [{"key": "Order.Number", "value": "1"}]}}
+        lambda d: {
+            "update_on_duplicate": True,
+            "automation": "reset",
+            "tags": [d.event],
+            "subscribers": {"email": d.email, "fields": [{"key": "Order.Number", "value": "1"}]},
+        }
     )
