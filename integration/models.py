@@ -90,6 +90,12 @@ class Connection(models.Model):
     def __str__(self) -> str:
         return self.name
 
+    def save(self, *args, **kwargs) -> None:
+        created = self._state.adding
+        super().save(*args, **kwargs)
+        if created:
+            Flow.create_defaults(self)
+
     @property
     def signing_secret_list(self) -> list[str]:
         return [s.strip() for s in (self.signing_secrets or "").replace(",", "\n").splitlines() if s.strip()]
@@ -108,11 +114,6 @@ class Connection(models.Model):
     def webhook_url(self, base: str | None = None) -> str:
         return (base or settings.PUBLIC_BASE_URL).rstrip("/") + reverse("centra-webhook", args=[self.token])
 
-    def save(self, *args, **kwargs) -> None:
-        created = self._state.adding
-        super().save(*args, **kwargs)
-        if created:
-            Flow.create_defaults(self)
 
 
 class Flow(models.Model):
