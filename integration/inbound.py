@@ -1,0 +1,361 @@
+"""Step 1 of an event's flow: read, check and store inbound events, then enqueue their processing on commit.
+
+Everything here is independent of DRF so the views stay thin: each check raises InboundError with the HTTP
+status and the JSON body the sender gets.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+from urllib.parse import parse_qs
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.db.models import F
+from django.http import HttpRequest
+from django.utils import timezone
+from django.utils.dateparse import parse_datetime
+
+from . import catalog
+from .models import Connection, InboundEvent
+from .serializers import known_types, validate_event
+from .signature import HEADER, SignatureError, parse_header, verify_signature
+
+log = logging.getLogger(__name__)
+
+MAX_EVENTS_PER_REQUEST = 100
+PROCESS_TASK = "integration.tasks.process_inbound"
+# Centra webhook types we turn into catalog events; `account` and anything new are kept but not processed.
+WEBHOOK_TYPES = frozenset({"order", "shipment", "return", "customer"})
+# Storefront catalogue keys that may mean stock changed (the back-in-stock app handles them).
+CATALOGUE_KEYS = frozenset({"DisplayItems", "Products"})
+JSON_CONTENT_TYPE = "application/json"
+FORM_CONTENT_TYPE = "application/x-www-form-urlencoded"
+
+
+class InboundError(Exception):
+    """A request we refuse: `status` and `body` are what the sender gets."""
+
+    def __init__(self, status: int, message: str, **extra: Any) -> None:
+        super().__init__(message)
+        self.status = status
+        self.body = {"error": message, **extra}
+
+
+@dataclass
+class NewEvent:
+    """One event ready to store (an InboundEvent row before it exists)."""
+
+    source: str
+    dedupe_key: str
+    event_type: str
+    payload: dict
+    object_ref: str = ""
+    email: str = ""
+    occurred_at: datetime | None = None
+    ignore_reason: str = ""
+
+
+@dataclass
+class StoreResult:
+    accepted: int = 0
+    duplicates: int = 0
+    stored_ids: list[int] = field(default_factory=list)
+
+    def as_response(self) -> dict:
+        return {"accepted": self.accepted, "duplicates": self.duplicates}
+
+
+# --- request checks -------------------------------------------------------------------------------------------
+
+
+def read_body(request: HttpRequest) -> bytes:
+    """The raw body, refused with 413 when over INBOUND_MAX_BODY_BYTES (by header, then by what really came)."""
+    limit = settings.INBOUND_MAX_BODY_BYTES
+    declared = request.META.get("CONTENT_LENGTH") or ""
+    if declared.strip().isdigit() and int(declared) > limit:
+        raise InboundError(413, f"body is larger than {limit} bytes")
+    # Read at most one byte past the limit: a sender without (or lying about) Content-Length cannot make us
+    # hold more than that in memory.
+    body = request.read(limit + 1)
+    if len(body) > limit:
+        raise InboundError(413, f"body is larger than {limit} bytes")
+    return body
+
+
+def require_content_type(request: HttpRequest, expected: str) -> None:
+    """415 unless the request's media type is `expected` (parameters such as charset are fine)."""
+    media_type = (request.META.get("CONTENT_TYPE") or "").split(";", 1)[0].strip().lower()
+    if media_type != expected:
+        raise InboundError(415, f"Content-Type must be {expected}", got=media_type or None)
+
+
+def connection_for_token(token: str) -> Connection:
+    """The connection whose URL token this is, or 404."""
+    connection = Connection.objects.filter(token=token).first()
+    if connection is None:
+        raise InboundError(404, "unknown endpoint")
+    return connection
+
+
+def check_signature(request: HttpRequest, body: bytes, connection: Connection) -> int:
+    """401 unless the signature header signs these exact bytes; returns the signed timestamp."""
+    header = request.META.get("HTTP_" + HEADER.upper().replace("-", "_"))
+    try:
+        verify_signature(header, body, connection.signing_secret_list, tolerance=settings.SIGNATURE_TOLERANCE_SECONDS)
+        return parse_header(header or "")[0]
+    except SignatureError as exc:
+        # The reason names what is wrong, never a secret or the expected value.
+        raise InboundError(401, f"signature rejected: {exc}") from exc
+
+
+# --- JSON events ----------------------------------------------------------------------------------------------
+
+
+def parse_json_events(body: bytes) -> list[Any]:
+    """The events of a JSON body: one event object or `{"events": [...]}` (at most 100)."""
+    try:
+        document = json.loads(body.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise InboundError(400, f"body is not valid JSON: {exc}") from exc
+    if not isinstance(document, dict):
+        raise InboundError(400, 'body must be a JSON object: one event or {"events": [...]}')
+    if "events" in document and "type" not in document:
+        events = document["events"]
+        if not isinstance(events, list) or not events:
+            raise InboundError(400, '"events" must be a non-empty list')
+        if len(events) > MAX_EVENTS_PER_REQUEST:
+            raise InboundError(400, f"at most {MAX_EVENTS_PER_REQUEST} events per request, got {len(events)}")
+        return events
+    return [document]
+
+
+def validate_json_events(events: list[Any]) -> None:
+    """400 naming every problem of every event; one bad event rejects the request."""
+    errors = []
+    unknown = False
+    for index, event in enumerate(events):
+        event_id = event.get("id") if isinstance(event, dict) else None
+        for field_name, message in validate_event(event):
+            errors.append({"index": index, "id": event_id, "field": field_name, "message": message})
+            unknown = unknown or (field_name == "type" and message.startswith("unknown event type"))
+    if errors:
+        extra: dict[str, Any] = {"errors": errors}
+        if unknown:
+            extra["known_types"] = known_types()
+        raise InboundError(400, f"{len(errors)} problem(s) in the events; nothing was stored", **extra)
+
+
+def _dig(document: Any, *path: str) -> Any:
+    for key in path:
+        if not isinstance(document, dict):
+            return None
+        document = document.get(key)
+    return document
+
+
+def _order_email(order: Any) -> str:
+    for holder in ("customer", "shippingAddress", "billingAddress"):
+        email = _dig(order, holder, "email")
+        if email:
+            return str(email)
+    return str(_dig(order, "email") or "")
+
+
+def describe_json_event(event_type: str, body: dict) -> tuple[str, str]:
+    """(object_ref, email) of a JSON event body, for the admin's search and the logs."""
+    order = body.get("order")
+    if event_type == "OrderShipped":
+        order = _dig(body, "shipment", "order")
+        ref = _dig(order, "number") or _dig(body, "shipment", "id")
+    elif event_type in catalog.RETURN_EVENTS:
+        order = _dig(body, "return", "order")
+        ref = _dig(order, "number") or _dig(body, "return", "id")
+    elif event_type == "OrderCreated":
+        ref = _dig(order, "number") or body.get("selection")
+    elif event_type in catalog.CUSTOMER_EVENTS:
+        ref = _dig(body, "customer", "id") or _dig(body, "customer", "email")
+    elif event_type in ("BackInStockSubscribe", "BackInStockUnsubscribe"):
+        ref = body.get("item")
+    elif event_type == "StockUpdate":
+        ref = ",".join(str(i.get("item")) for i in body.get("items", []) if isinstance(i, dict))
+    elif event_type == "Newsletter":
+        ref = body.get("email")
+    else:
+        ref = _dig(order, "number")
+    email = body.get("email") or _dig(body, "customer", "email") or _order_email(order)
+    return str(ref or "")[:120], str(email or "")[:254]
+
+
+def json_events_to_store(connection: Connection, events: list[dict]) -> list[NewEvent]:
+    """Validated JSON events as rows to store; events of a disabled flow are kept but marked ignored."""
+    disabled = set(connection.flows.filter(enabled=False).values_list("event", flat=True))
+    rows = []
+    for event in events:
+        event_type = event["type"]
+        body = {k: v for k, v in event.items() if k not in ("id", "type", "occurredAt")}
+        object_ref, email = describe_json_event(event_type, body)
+        rows.append(
+            NewEvent(
+                source=InboundEvent.Source.EVENTS,
+                dedupe_key=f"events:{event['id']}",
+                event_type=event_type,
+                payload=body,
+                object_ref=object_ref,
+                email=email,
+                occurred_at=parse_datetime(str(event["occurredAt"])),
+                ignore_reason=f"flow {event_type} is disabled" if event_type in disabled else "",
+            )
+        )
+    return rows
+
+
+# --- Centra's webhook plugin ----------------------------------------------------------------------------------
+
+
+def parse_webhook_form(body: bytes) -> Any:
+    """The JSON inside Centra's form body `payload=<urlencoded JSON>`."""
+    try:
+        form = parse_qs(body.decode("utf-8"), keep_blank_values=True, strict_parsing=False)
+    except UnicodeDecodeError as exc:
+        raise InboundError(400, "form body is not UTF-8") from exc
+    values = form.get("payload")
+    if not values or not values[0].strip():
+        raise InboundError(400, 'form field "payload" is missing')
+    try:
+        return json.loads(values[0])
+    except ValueError as exc:
+        raise InboundError(400, f'form field "payload" is not valid JSON: {exc}') from exc
+
+
+def webhook_events_to_store(document: Any, signed_at: int) -> list[NewEvent]:
+    """Rows for a webhook payload: Integration API `{"events": [...]}` or Storefront `{"DisplayItems": [...]}`."""
+    if not isinstance(document, dict) or not document:
+        raise InboundError(400, "payload must be a non-empty JSON object")
+    if "events" in document:
+        return _integration_api_rows(document["events"])
+    return _catalogue_rows(document, signed_at)
+
+
+def _integration_api_rows(events: Any) -> list[NewEvent]:
+    if not isinstance(events, list):
+        raise InboundError(400, '"events" must be a list')
+    if len(events) > MAX_EVENTS_PER_REQUEST:
+        raise InboundError(400, f"at most {MAX_EVENTS_PER_REQUEST} events per call, got {len(events)}")
+    errors = []
+    for index, event in enumerate(events):
+        if not isinstance(event, dict):
+            errors.append({"index": index, "field": "", "message": "an event must be a JSON object"})
+            continue
+        for key in ("type", "id"):
+            if event.get(key) in (None, ""):
+                errors.append({"index": index, "field": key, "message": "this field is required"})
+    if errors:
+        raise InboundError(400, f"{len(errors)} problem(s) in the events; nothing was stored", errors=errors)
+    rows = []
+    for event in events:
+        event_type, object_id = str(event["type"]), str(event["id"])
+        action, date = str(event.get("action", "")), str(event.get("date", ""))
+        rows.append(
+            NewEvent(
+                source=InboundEvent.Source.WEBHOOK,
+                dedupe_key=f"webhook:{event_type}:{action}:{object_id}:{date}"[:255],
+                event_type=event_type[:60],
+                payload=event,
+                object_ref=object_id[:120],
+                occurred_at=_centra_date(date),
+                ignore_reason="" if event_type in WEBHOOK_TYPES else f"webhook type {event_type!r} is not used",
+            )
+        )
+    return rows
+
+
+def _centra_date(value: str) -> datetime | None:
+    # Centra's dates carry no zone; they are the store's clock, kept as given (interpreted as UTC) for ordering.
+    parsed = parse_datetime(value) if value else None
+    if parsed is not None and timezone.is_naive(parsed):
+        parsed = timezone.make_aware(parsed, timezone.UTC)
+    return parsed
+
+
+def _catalogue_rows(document: dict, signed_at: int) -> list[NewEvent]:
+    rows = []
+    for key, ids in document.items():
+        if not isinstance(ids, list):
+            raise InboundError(400, f"{key!r} must be a list of ids")
+        id_list = [str(i) for i in ids]
+        digest = hashlib.sha256(json.dumps(sorted(id_list)).encode()).hexdigest()
+        rows.append(
+            NewEvent(
+                source=InboundEvent.Source.WEBHOOK,
+                dedupe_key=f"webhook:{key[:100]}:{digest}:{signed_at}",
+                event_type=str(key)[:60],
+                payload={"key": key, "ids": id_list},
+                object_ref=",".join(id_list)[:120],
+                ignore_reason="" if key in CATALOGUE_KEYS else f"catalogue key {key!r} is not used",
+            )
+        )
+    return rows
+
+
+# --- storing --------------------------------------------------------------------------------------------------
+
+
+def store_events(connection: Connection, rows: list[NewEvent]) -> StoreResult:
+    """Store every row in one transaction; a known dedupe key counts as a duplicate and is not processed again."""
+    result = StoreResult()
+    now = timezone.now()
+    with transaction.atomic():
+        for row in rows:
+            if _count_duplicate(connection, row.dedupe_key):
+                result.duplicates += 1
+                continue
+            ignored = bool(row.ignore_reason)
+            try:
+                with transaction.atomic():
+                    inbound = InboundEvent.objects.create(
+                        connection=connection,
+                        source=row.source,
+                        dedupe_key=row.dedupe_key,
+                        event_type=row.event_type,
+                        object_ref=row.object_ref,
+                        email=row.email,
+                        payload=row.payload,
+                        occurred_at=row.occurred_at,
+                        received_at=now,
+                        status=InboundEvent.Status.IGNORED if ignored else InboundEvent.Status.RECEIVED,
+                        processed_at=now if ignored else None,
+                        error=row.ignore_reason,
+                    )
+            except IntegrityError:
+                # Another request stored the same key between our check and our insert.
+                _count_duplicate(connection, row.dedupe_key)
+                result.duplicates += 1
+                continue
+            result.accepted += 1
+            if not ignored:
+                result.stored_ids.append(inbound.pk)
+                transaction.on_commit(lambda pk=inbound.pk: enqueue_processing(pk))
+    return result
+
+
+def _count_duplicate(connection: Connection, dedupe_key: str) -> bool:
+    updated = InboundEvent.objects.filter(connection=connection, dedupe_key=dedupe_key).update(
+        duplicate_count=F("duplicate_count") + 1
+    )
+    return updated > 0
+
+
+def enqueue_processing(inbound_id: int) -> None:
+    """Hand the event to the worker; if the broker is down the sweeper picks the stored row up later."""
+    from django_q.tasks import async_task
+
+    try:
+        async_task(PROCESS_TASK, inbound_id)
+    except Exception as exc:  # the row is committed: a lost enqueue only delays it until the next sweep
+        log.warning("could not enqueue inbound event %s: %s", inbound_id, exc.__class__.__name__)
