@@ -79,9 +79,7 @@ EVENTS: dict[str, EventSpec] = {
             "a return completed with nothing refunded (exchange, store credit)",
             "centra",
         ),
-        EventSpec(
-            "Newsletter", ("Newsletter",), True, "newsletter sign-up on the site or in checkout", "json"
-        ),
+        EventSpec("Newsletter", ("Newsletter",), True, "newsletter sign-up on the site or in checkout", "json"),
         EventSpec(
             "CustomerRegistered",
             ("CustomerRegistered",),
@@ -89,9 +87,7 @@ EVENTS: dict[str, EventSpec] = {
             "a customer account created (native customer webhook or JSON event)",
             "centra",
         ),
-        EventSpec(
-            "PasswordReset", ("PasswordReset",), False, "'Forgot your password?' with a restore link", "json"
-        ),
+        EventSpec("PasswordReset", ("PasswordReset",), False, "'Forgot your password?' with a restore link", "json"),
         EventSpec("GiftCertificate", ("GiftCertificate",), False, "a gift certificate bought", "json"),
         EventSpec(
             "ProductAlertWaiting",
@@ -111,9 +107,7 @@ EVENTS: dict[str, EventSpec] = {
 }
 
 # Event groups used by the field table below.
-ORDER_EVENTS = frozenset(
-    {"OrderCreated", "OrderPlaced", "OrderCompleted", "OrderShipped", "OrderCancellation"}
-)
+ORDER_EVENTS = frozenset({"OrderCreated", "OrderPlaced", "OrderCompleted", "OrderShipped", "OrderCancellation"})
 RETURN_EVENTS = frozenset({"RefundCompleted", "ReturnCompleted"})
 # Ours: a gift certificate carries its order's base and common fields (the article: "Common Order fields +
 # GiftCertificate fields"), not its item fields.
@@ -326,7 +320,12 @@ FIELDS: tuple[FieldSpec, ...] = tuple(
     ]
 )
 
-FIELDS_BY_KEY: dict[str, FieldSpec] = {f.key: f for f in FIELDS}
+# A key may be listed twice for different events (Customer.Language: common order fields and customer events).
+FIELDS_BY_KEY: dict[str, FieldSpec] = {}
+EVENTS_BY_KEY: dict[str, frozenset[str]] = {}
+for _spec in FIELDS:
+    FIELDS_BY_KEY.setdefault(_spec.key, _spec)
+    EVENTS_BY_KEY[_spec.key] = EVENTS_BY_KEY.get(_spec.key, frozenset()) | _spec.events
 EVENT_CHOICES = [(name, name) for name in EVENTS]
 AUTOMATION_CHOICES = [("reset", "reset"), ("force", "force"), ("none", "none (no automation)")]
 DEFAULT_AUTOMATION = "reset"
@@ -350,8 +349,8 @@ def field_type(key: str) -> str:
 
 def is_field_allowed(event: str, key: str) -> bool:
     """True when the catalog lets `event` send `key` (dynamic attribute keys count for the events they cover)."""
-    spec = FIELDS_BY_KEY.get(key)
-    if spec is not None:
-        return event in spec.events
+    events = EVENTS_BY_KEY.get(key)
+    if events is not None:
+        return event in events
     attr = FIELDS_BY_KEY["Order.<attribute>_<element>"]
     return key.startswith("Order.") and "_" in key and event in attr.events
