@@ -1,0 +1,487 @@
+"""The merchant's admin: connections with their flows and actions, read-only inbound and delivery logs, preview."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from django.contrib import admin, messages
+from django.contrib.admin import DateFieldListFilter
+from django.contrib.admin.options import ShowFacets
+from django.http import HttpRequest, HttpResponse
+from django.template.response import TemplateResponse
+from django.urls import path, reverse
+from django.utils.html import format_html, format_html_join
+from django.utils.http import urlencode
+
+from . import catalog
+from .encryption import mask
+from .forms import ConnectionAdminForm, FlowInlineForm, PreviewForm
+from .models import Connection, Delivery, DeliveryAttempt, Flow, InboundEvent
+from .paginator import CappedCountPaginator
+
+WEBHOOK_EVENT_TYPES = ("order", "shipment", "return", "customer", "account", "DisplayItems", "Products")
+
+
+def pretty_json(value: Any) -> str:
+    """Indented JSON for people; text that is not JSON is returned as it is."""
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except ValueError:
+            return value
+    return json.dumps(value, indent=2, ensure_ascii=False)
+
+
+def pre(value: Any) -> str:
+    if value in (None, "", {}, []):
+        return "-"
+    return format_html('<pre style="white-space: pre-wrap; margin: 0">{}</pre>', pretty_json(value))
+
+
+def preview_url(**params: Any) -> str:
+    query = urlencode({k: v for k, v in params.items() if v not in (None, "")})
+    return reverse("admin:integration_preview") + (f"?{query}" if query else "")
+
+
+def copyable(url: str, label: str) -> str:
+    """A read-only, selectable input with a copy button (the script lives in the change form template)."""
+    return format_html(
+        '<div style="margin-bottom: 4px"><strong>{}</strong><br>'
+        '<input type="text" readonly value="{}" size="90" class="vTextField copy-source" '
+        'onfocus="this.select()"> <button type="button" class="button copy-button">Copy</button></div>',
+        label,
+        url,
+    )
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Connections and flows
+
+
+class FlowInline(admin.TabularInline):
+    model = Flow
+    form = FlowInlineForm
+    fields = ("event", "enabled", "tags", "automation", "excluded_fields", "preview")
+    readonly_fields = ("event", "preview")
+    extra = 0
+    can_delete = False
+    show_change_link = False
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        # Every catalog event has its flow from the start; there is nothing to add.
+        return False
+
+    @admin.display(description="preview")
+    def preview(self, flow: Flow) -> str:
+        if not flow.pk:
+            return "-"
+        return format_html('<a href="{}">Preview</a>', preview_url(connection=flow.connection_id, event=flow.event))
+
+
+@admin.register(Connection)
+class ConnectionAdmin(admin.ModelAdmin):
+    form = ConnectionAdminForm
+    inlines = [FlowInline]
+    list_display = ("name", "status", "paused_reason", "hold_until", "rule_api_key_masked", "test_email", "updated_at")
+    list_filter = ("status",)
+    search_fields = ("name",)
+    actions = ["send_test_call", "verify_rule_api_key", "verify_centra_api_token", "pause", "resume"]
+    readonly_fields = (
+        "inbound_urls",
+        "signing_secrets_masked",
+        "rule_api_key_masked",
+        "centra_api_token_masked",
+        "status",
+        "paused_reason",
+        "hold_until",
+        "reconcile_cursor",
+        "last_reconcile_at",
+        "last_reconcile_error",
+        "centra_last_error",
+        "created_at",
+        "updated_at",
+    )
+    fieldsets = (
+        (None, {"fields": ("name", "test_email")}),
+        (
+            "Inbound (Centra and the storefront post here)",
+            {
+                "fields": ("inbound_urls", "signing_secrets_masked", "new_signing_secrets", "remove_signing_secrets"),
+            },
+        ),
+        ("Rule", {"fields": ("rule_api_url", "rule_api_key_masked", "new_rule_api_key", "clear_rule_api_key")}),
+        (
+            "Centra API",
+            {
+                "fields": (
+                    "centra_api_url",
+                    "centra_api_token_masked",
+                    "new_centra_api_token",
+                    "clear_centra_api_token",
+                    "centra_last_error",
+                ),
+            },
+        ),
+        (
+            "Mapping",
+            {
+                "fields": (
+                    "manual_confirmation",
+                    "send_cart_link",
+                    "cart_link_template",
+                    "remove_cart_tag",
+                    "tracking_link_templates",
+                    "shop_url",
+                    "cancellation_message",
+                    "time_zone",
+                    "default_language",
+                ),
+            },
+        ),
+        ("Back in stock", {"fields": ("bis_min_stock", "bis_alerts_per_unit", "bis_expiry_days", "bis_poll_minutes")}),
+        (
+            "Operations",
+            {
+                "fields": (
+                    "status",
+                    "paused_reason",
+                    "hold_until",
+                    "reconcile_interval_minutes",
+                    "reconcile_cursor",
+                    "last_reconcile_at",
+                    "last_reconcile_error",
+                    "created_at",
+                    "updated_at",
+                ),
+            },
+        ),
+    )
+
+    @admin.display(description="inbound URLs")
+    def inbound_urls(self, conn: Connection) -> str:
+        if not conn.pk:
+            return "Shown once the connection is saved."
+        return copyable(conn.webhook_url(), "Centra webhook plugin (webhook_url)") + copyable(
+            conn.events_url(), "Storefront JSON events (events_url)"
+        )
+
+    @admin.display(description="signing secrets")
+    def signing_secrets_masked(self, conn: Connection) -> str:
+        return ", ".join(mask(s) for s in conn.signing_secret_list) or "-"
+
+    @admin.display(description="Rule API key")
+    def rule_api_key_masked(self, conn: Connection) -> str:
+        return mask(conn.rule_api_key) or "-"
+
+    @admin.display(description="Centra API token")
+    def centra_api_token_masked(self, conn: Connection) -> str:
+        return mask(conn.centra_api_token) or "-"
+
+    def get_urls(self):
+        preview = self.admin_site.admin_view(self.preview_view)
+        return [path("preview/", preview, name="integration_preview"), *super().get_urls()]
+
+    # Actions ---------------------------------------------------------------------------------------------------
+
+    @admin.action(description="Send test call (every enabled flow's sample to the test email)", permissions=["change"])
+    def send_test_call(self, request: HttpRequest, queryset) -> None:
+        from .testcall import TestCallError, send_test_calls
+
+        for conn in queryset:
+            try:
+                results = send_test_calls(conn)
+            except TestCallError as exc:
+                self.message_user(request, str(exc), messages.ERROR)
+                continue
+            if not results:
+                self.message_user(request, f"{conn.name}: no enabled flow to test.", messages.WARNING)
+            for result in results:
+                level = messages.SUCCESS if result.ok else messages.ERROR
+                self.message_user(request, f"{conn.name}: test call {result.summary()}", level)
+
+    @admin.action(description="Verify Rule API key", permissions=["change"])
+    def verify_rule_api_key(self, request: HttpRequest, queryset) -> None:
+        from .rule.client import RuleClient
+
+        for conn in queryset:
+            client = RuleClient(conn.rule_base_url, conn.rule_api_key)
+            try:
+                ok, message = client.verify_key()
+            finally:
+                client.session.close()
+            self.message_user(request, f"{conn.name}: {message}", messages.SUCCESS if ok else messages.ERROR)
+
+    @admin.action(description="Verify Centra API token", permissions=["change"])
+    def verify_centra_api_token(self, request: HttpRequest, queryset) -> None:
+        from .centra.client import verify_token
+
+        for conn in queryset:
+            ok, message = verify_token(conn)
+            self.message_user(request, f"{conn.name}: {message}", messages.SUCCESS if ok else messages.ERROR)
+
+    @admin.action(description="Pause (deliveries wait)", permissions=["change"])
+    def pause(self, request: HttpRequest, queryset) -> None:
+        from . import delivery
+
+        for conn in queryset:
+            delivery.pause_connection(conn, f"paused by {request.user.get_username()}")
+            self.message_user(request, f"{conn.name}: paused; its deliveries wait until it is resumed.")
+
+    @admin.action(description="Resume (send what waits)", permissions=["change"])
+    def resume(self, request: HttpRequest, queryset) -> None:
+        from . import delivery
+
+        for conn in queryset:
+            delivery.resume_connection(conn)
+            self.message_user(request, f"{conn.name}: resumed.")
+
+    # Preview ---------------------------------------------------------------------------------------------------
+
+    def preview_view(self, request: HttpRequest) -> HttpResponse:
+        """The exact Rule request a flow would send for a stored event or the sample; nothing is sent."""
+        from . import emit
+
+        form = PreviewForm(request.GET or None)
+        context: dict[str, Any] = {
+            **self.admin_site.each_context(request),
+            "title": "Preview a Rule request",
+            "opts": self.model._meta,
+            "form": form,
+        }
+        if form.is_bound and form.is_valid():
+            conn = form.cleaned_data["connection"]
+            event = form.cleaned_data["event"]
+            inbound = form.cleaned_data.get("inbound")
+            context.update(connection=conn, event=event, inbound=inbound)
+            flow = emit.flow_for(conn, event)
+            context["flow"] = flow
+            payload = self._preview_payload(inbound, event, context)
+            if payload is not None:
+                try:
+                    request_ = emit.render(conn, event, payload, flow=flow)
+                except Exception as exc:  # a mapping error is the answer the merchant needs to see
+                    context["error"] = f"{exc.__class__.__name__}: {exc}"
+                else:
+                    context["body"] = pretty_json(request_.body)
+                    notes = getattr(request_, "notes", None) or []
+                    context["notes"] = [notes] if isinstance(notes, str) else list(notes)
+                    context["email"] = request_.email
+        return TemplateResponse(request, "admin/integration/preview.html", context)
+
+    @staticmethod
+    def _preview_payload(inbound: InboundEvent | None, event: str, context: dict) -> dict | None:
+        from .mapping.samples import SAMPLES
+
+        if inbound is None:
+            context["source_label"] = f"the built-in sample for {event}"
+            return SAMPLES.get(event)
+        if inbound.source == InboundEvent.Source.WEBHOOK:
+            context["error"] = (
+                f"Inbound event {inbound.pk} is a native Centra webhook: it only names the object "
+                f"({inbound.event_type} {inbound.object_ref}), the order itself is fetched from Centra when it is "
+                "processed. Preview needs a JSON event or the built-in sample."
+            )
+            return None
+        context["source_label"] = f"inbound event {inbound.pk} ({inbound.event_type} {inbound.object_ref})".strip()
+        return inbound.payload
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Logs: inbound events and deliveries (read-only, fast on millions of rows)
+
+
+class ChoicesListFilter(admin.SimpleListFilter):
+    """A filter with fixed choices: no SELECT DISTINCT over a log table."""
+
+    choices: tuple[str, ...] = ()
+
+    def lookups(self, request, model_admin):
+        return [(c, c) for c in self.choices]
+
+    def queryset(self, request, queryset):
+        if self.value():
+            return queryset.filter(**{self.parameter_name: self.value()})
+        return queryset
+
+
+class DeliveryEventFilter(ChoicesListFilter):
+    title = "event"
+    parameter_name = "event"
+    choices = (*catalog.EVENTS, "RemoveCartTag")
+
+
+class InboundTypeFilter(ChoicesListFilter):
+    title = "type"
+    parameter_name = "event_type"
+    choices = (*catalog.JSON_EVENT_TYPES, *catalog.BACK_IN_STOCK_TYPES, *WEBHOOK_EVENT_TYPES)
+
+
+class ReadOnlyLogAdmin(admin.ModelAdmin):
+    """Logs are written by the service only; superusers may delete."""
+
+    paginator = CappedCountPaginator
+    show_full_result_count = False
+    show_facets = ShowFacets.NEVER
+    list_select_related = ("connection",)
+    list_per_page = 50
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return request.user.is_superuser
+
+    def get_search_results(self, request, queryset, search_term):
+        """An email matches exactly, anything else as a prefix of the reference: both use an index."""
+        term = search_term.strip()
+        if not term:
+            return queryset, False
+        if "@" in term:
+            return queryset.filter(email__in={term, term.lower()}), False
+        return queryset.filter(**{f"{self.reference_field}__startswith": term}), False
+
+
+class DeliveryAttemptInline(admin.TabularInline):
+    model = DeliveryAttempt
+    fields = ("number", "started_at", "duration_ms", "status_code", "outcome", "counted", "note", "error", "response")
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    @admin.display(description="response")
+    def response(self, attempt: DeliveryAttempt) -> str:
+        return pre(attempt.response_body)
+
+
+@admin.register(Delivery)
+class DeliveryAdmin(ReadOnlyLogAdmin):
+    reference_field = "order_number"
+    list_display = (
+        "id",
+        "created_at",
+        "connection",
+        "event",
+        "email",
+        "order_number",
+        "status",
+        "trigger",
+        "attempt_count",
+        "next_attempt_at",
+    )
+    list_filter = ("connection", DeliveryEventFilter, "status", "trigger", ("created_at", DateFieldListFilter))
+    search_fields = ("email", "order_number")
+    search_help_text = "An email (exact) or the start of an order number."
+    inlines = [DeliveryAttemptInline]
+    actions = ["resend"]
+    fields = (
+        "connection",
+        "event",
+        "status",
+        "trigger",
+        "email",
+        "order_number",
+        "inbound_event",
+        "idempotency_key",
+        "attempt_count",
+        "next_attempt_at",
+        "last_error",
+        "notes",
+        "created_at",
+        "finished_at",
+        "request",
+    )
+    readonly_fields = fields
+
+    @admin.display(description="request to Rule")
+    def request(self, obj: Delivery) -> str:
+        return format_html(
+            "<code>{} {}{}</code>{}", obj.method, obj.connection.rule_base_url, obj.path, pre(obj.request_body)
+        )
+
+    def has_resend_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm("integration.change_delivery")
+
+    @admin.action(description="Resend (a new attempt; history kept)", permissions=["resend"])
+    def resend(self, request: HttpRequest, queryset) -> None:
+        from . import delivery as delivery_module
+
+        for obj in queryset.select_related("connection"):
+            try:
+                delivery_module.resend(obj)
+            except Exception as exc:  # one refusal must not stop the others; the reason is what matters
+                self.message_user(request, f"Delivery {obj.pk}: not resent ({exc}).", messages.ERROR)
+                continue
+            obj.refresh_from_db()
+            self.message_user(request, f"Delivery {obj.pk} ({obj.event} to {obj.email}): resent, now {obj.status}.")
+
+
+@admin.register(InboundEvent)
+class InboundEventAdmin(ReadOnlyLogAdmin):
+    reference_field = "object_ref"
+    list_display = (
+        "id",
+        "received_at",
+        "connection",
+        "source",
+        "event_type",
+        "object_ref",
+        "email",
+        "status",
+        "duplicate_count",
+    )
+    list_filter = ("connection", "source", InboundTypeFilter, "status", ("received_at", DateFieldListFilter))
+    search_fields = ("email", "object_ref")
+    search_help_text = "An email (exact) or the start of an order number / object id."
+    fields = (
+        "connection",
+        "source",
+        "event_type",
+        "object_ref",
+        "email",
+        "status",
+        "error",
+        "dedupe_key",
+        "occurred_at",
+        "received_at",
+        "processed_at",
+        "duplicate_count",
+        "process_attempts",
+        "preview",
+        "deliveries",
+        "raw_payload",
+    )
+    readonly_fields = fields
+
+    @admin.display(description="payload")
+    def raw_payload(self, obj: InboundEvent) -> str:
+        return pre(obj.payload)
+
+    @admin.display(description="preview")
+    def preview(self, obj: InboundEvent) -> str:
+        if obj.source == InboundEvent.Source.WEBHOOK:
+            return "A native webhook only names the object: preview needs a JSON event or the sample."
+        event = obj.event_type if obj.event_type in catalog.EVENTS else ""
+        return format_html(
+            '<a href="{}">Preview the Rule request for this event</a>',
+            preview_url(connection=obj.connection_id, event=event, inbound_event=obj.pk),
+        )
+
+    @admin.display(description="deliveries")
+    def deliveries(self, obj: InboundEvent) -> str:
+        rows = obj.deliveries.order_by("created_at")[:50]
+        html = format_html_join(
+            ", ",
+            '<a href="{}">{} {} ({})</a>',
+            ((reverse("admin:integration_delivery_change", args=[d.pk]), d.pk, d.event, d.status) for d in rows),
+        )
+        return html or "-"

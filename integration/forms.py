@@ -1,0 +1,218 @@
+"""Admin forms: write-only secrets, flows with comma-separated tags and catalog fields, the preview picker."""
+
+from __future__ import annotations
+
+import zoneinfo
+
+from django import forms
+
+from . import catalog
+from .encryption import mask
+from .models import Connection, Flow, InboundEvent
+
+SECRET_HELP = "Write-only: the stored value is never shown. Leave empty to keep it."
+
+
+class SecretInput(forms.PasswordInput):
+    """A password box that never renders any value, stored or submitted."""
+
+    def __init__(self, attrs: dict | None = None) -> None:
+        super().__init__(attrs={"autocomplete": "new-password", "size": 50, **(attrs or {})}, render_value=False)
+
+
+def secret_field(label: str) -> forms.CharField:
+    return forms.CharField(label=label, required=False, strip=True, widget=SecretInput(), help_text=SECRET_HELP)
+
+
+def split_secrets(text: str) -> list[str]:
+    """Secrets typed on one line, separated by commas or spaces."""
+    return [s for s in text.replace(",", " ").split() if s]
+
+
+class ConnectionAdminForm(forms.ModelForm):
+    """The connection's settings; secrets go in through write-only boxes and never come back out."""
+
+    new_rule_api_key = secret_field("new Rule API key")
+    clear_rule_api_key = forms.BooleanField(label="remove the stored Rule API key", required=False)
+    new_centra_api_token = secret_field("new Centra API token")
+    clear_centra_api_token = forms.BooleanField(label="remove the stored Centra API token", required=False)
+    new_signing_secrets = forms.CharField(
+        label="add signing secret(s)",
+        required=False,
+        widget=SecretInput(),
+        help_text="Write-only. Added in front of the stored ones (rotation: add the new one, remove the old one "
+        "once Centra and the storefront use it). Several: separate with commas.",
+    )
+    remove_signing_secrets = forms.MultipleChoiceField(
+        label="remove signing secrets",
+        required=False,
+        widget=forms.CheckboxSelectMultiple,
+        choices=(),
+    )
+
+    class Meta:
+        model = Connection
+        # The stored secrets are never form fields: they go in only through the write-only boxes above.
+        fields = [
+            "name",
+            "test_email",
+            "rule_api_url",
+            "centra_api_url",
+            "manual_confirmation",
+            "send_cart_link",
+            "cart_link_template",
+            "remove_cart_tag",
+            "tracking_link_templates",
+            "shop_url",
+            "cancellation_message",
+            "time_zone",
+            "default_language",
+            "reconcile_interval_minutes",
+            "bis_min_stock",
+            "bis_alerts_per_unit",
+            "bis_expiry_days",
+            "bis_poll_minutes",
+        ]
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        stored = self.instance.signing_secret_list if self.instance.pk else []
+        # Choices carry the position, never the secret itself.
+        self.fields["remove_signing_secrets"].choices = [(str(i), mask(s)) for i, s in enumerate(stored)]
+
+    def clean_time_zone(self) -> str:
+        value = self.cleaned_data["time_zone"]
+        try:
+            zoneinfo.ZoneInfo(value)
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError) as exc:
+            message = f"Unknown time zone {value!r}; use an IANA name like Europe/Stockholm."
+            raise forms.ValidationError(message) from exc
+        return value
+
+    def clean_tracking_link_templates(self) -> dict:
+        value = self.cleaned_data.get("tracking_link_templates") or {}
+        if not isinstance(value, dict) or not all(isinstance(v, str) for v in value.values()):
+            raise forms.ValidationError('Expected {"Carrier": "https://...{tracking}", "default": "..."}.')
+        missing = [carrier for carrier, template in value.items() if "{tracking}" not in template]
+        if missing:
+            raise forms.ValidationError(f"Templates without {{tracking}}: {', '.join(missing)}.")
+        return value
+
+    def clean(self) -> dict:
+        cleaned = super().clean()
+        if cleaned.get("clear_rule_api_key") and cleaned.get("new_rule_api_key"):
+            self.add_error("clear_rule_api_key", "Either enter a new key or remove the stored one, not both.")
+        if cleaned.get("clear_centra_api_token") and cleaned.get("new_centra_api_token"):
+            self.add_error("clear_centra_api_token", "Either enter a new token or remove the stored one, not both.")
+        return cleaned
+
+    def apply_secrets(self, instance: Connection) -> None:
+        """Set the secrets on `instance` from the write-only fields; empty boxes keep what is stored."""
+        data = self.cleaned_data
+        if data.get("new_rule_api_key"):
+            instance.rule_api_key = data["new_rule_api_key"]
+        elif data.get("clear_rule_api_key"):
+            instance.rule_api_key = ""
+        if data.get("new_centra_api_token"):
+            instance.centra_api_token = data["new_centra_api_token"]
+        elif data.get("clear_centra_api_token"):
+            instance.centra_api_token = ""
+        removed = {int(i) for i in data.get("remove_signing_secrets") or []}
+        kept = [s for i, s in enumerate(instance.signing_secret_list) if i not in removed]
+        added = [s for s in split_secrets(data.get("new_signing_secrets") or "") if s not in kept]
+        if added or removed:
+            instance.signing_secrets = "\n".join(added + kept)
+
+    def save(self, commit: bool = True) -> Connection:
+        instance = super().save(commit=False)
+        self.apply_secrets(instance)
+        if commit:
+            instance.save()
+            self._save_m2m()
+        return instance
+
+
+def parse_tags(text: str) -> list[str]:
+    """Comma-separated tags, trimmed, in the order given."""
+    return [t.strip() for t in text.split(",") if t.strip()]
+
+
+def validate_tags(tags: list[str]) -> list[str]:
+    """Rule tags of a flow: at least one, no duplicates (Rule compares tags without case)."""
+    if not tags:
+        raise forms.ValidationError("A flow needs at least one Rule tag.")
+    seen: set[str] = set()
+    duplicates = []
+    for tag in tags:
+        if tag.lower() in seen:
+            duplicates.append(tag)
+        seen.add(tag.lower())
+    if duplicates:
+        raise forms.ValidationError(f"Duplicate tags: {', '.join(duplicates)}.")
+    return tags
+
+
+def excludable_fields(event: str) -> list[str]:
+    """The fixed catalog keys an event sends, which a flow may leave out."""
+    return [f.key for f in catalog.fields_for_event(event) if not f.dynamic]
+
+
+class FlowInlineForm(forms.ModelForm):
+    """One flow on the connection page: tags typed as text, excluded fields picked from the catalog."""
+
+    tags = forms.CharField(
+        required=True, widget=forms.TextInput(attrs={"size": 40}), help_text="Comma-separated Rule tags."
+    )
+    excluded_fields = forms.MultipleChoiceField(
+        required=False,
+        choices=(),
+        widget=forms.SelectMultiple(attrs={"size": 6}),
+        help_text="Catalog fields this flow leaves out.",
+    )
+
+    class Meta:
+        model = Flow
+        fields = ["enabled", "tags", "automation", "excluded_fields"]
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        event = self.instance.event if self.instance.pk else ""
+        keys = excludable_fields(event)
+        # Keys stored earlier (e.g. a dynamic attribute key set on the command line) stay selectable.
+        keys += [k for k in (self.instance.excluded_fields or []) if k not in keys]
+        self.fields["excluded_fields"].choices = [(k, k) for k in keys]
+        if self.instance.pk:
+            self.initial["tags"] = ", ".join(self.instance.tags or [])
+
+    def clean_tags(self) -> list[str]:
+        return validate_tags(parse_tags(self.cleaned_data.get("tags") or ""))
+
+
+PREVIEW_SAMPLE = "sample"
+
+
+class PreviewForm(forms.Form):
+    """Which flow (connection + event) and which payload (a stored inbound event or the sample) to preview."""
+
+    connection = forms.ModelChoiceField(queryset=Connection.objects.all())
+    event = forms.ChoiceField(choices=catalog.EVENT_CHOICES)
+    inbound_event = forms.IntegerField(
+        required=False,
+        min_value=1,
+        label="inbound event id",
+        help_text="Empty: the built-in sample payload for the event.",
+    )
+
+    def clean(self) -> dict:
+        cleaned = super().clean()
+        inbound_id = cleaned.get("inbound_event")
+        connection = cleaned.get("connection")
+        if inbound_id and connection is not None:
+            inbound = InboundEvent.objects.filter(pk=inbound_id).first()
+            if inbound is None:
+                self.add_error("inbound_event", f"No inbound event {inbound_id}.")
+            elif inbound.connection_id != connection.pk:
+                self.add_error("inbound_event", f"Inbound event {inbound_id} belongs to another connection.")
+            else:
+                cleaned["inbound"] = inbound
+        return cleaned

@@ -1,0 +1,188 @@
+"""`manage.py connection upsert|list|show`: create or change connections; prints JSON, secrets masked."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import zoneinfo
+
+from django.core.exceptions import ValidationError
+from django.core.management.base import BaseCommand, CommandError
+from django.core.validators import URLValidator, validate_email
+from django.db import transaction
+
+from integration.encryption import mask
+from integration.models import Connection
+
+
+def flow_json(flow) -> dict:
+    return {
+        "event": flow.event,
+        "enabled": flow.enabled,
+        "tags": list(flow.tags or []),
+        "automation": flow.automation,
+        "excluded_fields": list(flow.excluded_fields or []),
+    }
+
+
+def connection_json(conn: Connection, *, with_flows: bool = False) -> dict:
+    """A connection as JSON for the command line: URLs to paste into Centra, every secret masked."""
+    data = {
+        "name": conn.name,
+        "status": conn.status,
+        "paused_reason": conn.paused_reason,
+        "hold_until": conn.hold_until.isoformat() if conn.hold_until else None,
+        "events_url": conn.events_url(),
+        "webhook_url": conn.webhook_url(),
+        "rule_api_url": conn.rule_base_url,
+        "rule_api_key": mask(conn.rule_api_key),
+        "signing_secrets": [mask(s) for s in conn.signing_secret_list],
+        "centra_api_url": conn.centra_api_url,
+        "centra_api_token": mask(conn.centra_api_token),
+        "test_email": conn.test_email,
+        "manual_confirmation": conn.manual_confirmation,
+        "cart_link_template": conn.cart_link_template,
+        "shop_url": conn.shop_url,
+        "time_zone": conn.time_zone,
+        "default_language": conn.default_language,
+        "tracking_link_templates": conn.tracking_link_templates,
+    }
+    if with_flows:
+        data["flows"] = [flow_json(f) for f in conn.flows.order_by("id")]
+    return data
+
+
+def get_connection(name: str) -> Connection:
+    """The named connection, or a CommandError naming it."""
+    try:
+        return Connection.objects.get(name=name)
+    except Connection.DoesNotExist:
+        raise CommandError(f"No connection named {name!r}.") from None
+
+
+def print_json(command: BaseCommand, data: object) -> None:
+    command.stdout.write(json.dumps(data, indent=2, ensure_ascii=False, default=str))
+
+
+def _url(value: str, option: str) -> str:
+    try:
+        URLValidator()(value)
+    except ValidationError:
+        raise CommandError(f"{option}: {value!r} is not a URL.") from None
+    return value
+
+
+def _tracking(values: list[str]) -> dict[str, str]:
+    templates = {}
+    for value in values:
+        carrier, sep, template = value.partition("=")
+        if not sep or not carrier.strip() or "{tracking}" not in template:
+            raise CommandError(f"--tracking-link {value!r}: expected CARRIER=TEMPLATE with {{tracking}} in it.")
+        templates[carrier.strip()] = template.strip()
+    return templates
+
+
+class Command(BaseCommand):
+    help = "Create or change a connection (upsert), list connections, or show one; prints JSON, secrets masked."
+
+    def add_arguments(self, parser) -> None:
+        sub = parser.add_subparsers(dest="action", required=True)
+        upsert = sub.add_parser("upsert", help="create the connection or change the options given")
+        upsert.add_argument("name")
+        upsert.add_argument("--rule-api-key", help="required when creating")
+        upsert.add_argument("--rule-api-url")
+        upsert.add_argument(
+            "--secret",
+            action="append",
+            default=[],
+            help="signing secret (repeatable: rotation); replaces the stored ones; needed to create",
+        )
+        upsert.add_argument("--test-email")
+        upsert.add_argument("--centra-api-url")
+        upsert.add_argument("--centra-api-token")
+        upsert.add_argument("--manual-confirmation", action=argparse.BooleanOptionalAction, default=None)
+        upsert.add_argument("--cart-link-template")
+        upsert.add_argument("--shop-url")
+        upsert.add_argument("--time-zone")
+        upsert.add_argument("--default-language")
+        upsert.add_argument(
+            "--tracking-link",
+            action="append",
+            default=[],
+            metavar="CARRIER=TEMPLATE",
+            help="tracking link template per carrier (repeatable; carrier 'default' is the fallback)",
+        )
+        sub.add_parser("list", help="every connection")
+        show = sub.add_parser("show", help="one connection with its flows")
+        show.add_argument("name")
+
+    def handle(self, *args, **options) -> None:
+        action = options["action"]
+        if action == "list":
+            print_json(self, [connection_json(c) for c in Connection.objects.order_by("name")])
+        elif action == "show":
+            print_json(self, connection_json(get_connection(options["name"]), with_flows=True))
+        else:
+            print_json(self, connection_json(self.upsert(options), with_flows=True))
+
+    def upsert(self, options: dict) -> Connection:
+        name = options["name"]
+        conn = Connection.objects.filter(name=name).first()
+        creating = conn is None
+        if creating:
+            missing = [
+                opt for opt, key in (("--rule-api-key", "rule_api_key"), ("--secret", "secret")) if not options[key]
+            ]
+            if missing:
+                raise CommandError(f"Creating connection {name!r} needs {' and '.join(missing)}.")
+            conn = Connection(name=name)
+        if options["rule_api_key"]:
+            conn.rule_api_key = options["rule_api_key"].strip()
+        if options["secret"]:
+            conn.signing_secrets = "\n".join(s.strip() for s in options["secret"] if s.strip())
+        if options["centra_api_token"] is not None:
+            conn.centra_api_token = options["centra_api_token"].strip()
+        for option, field in (
+            ("rule_api_url", "rule_api_url"),
+            ("centra_api_url", "centra_api_url"),
+            ("shop_url", "shop_url"),
+        ):
+            if options[option] is not None:
+                value = options[option].strip()
+                setattr(conn, field, _url(value, "--" + option.replace("_", "-")) if value else "")
+        if options["test_email"] is not None:
+            if options["test_email"]:
+                try:
+                    validate_email(options["test_email"])
+                except ValidationError:
+                    raise CommandError(f"--test-email: {options['test_email']!r} is not an email.") from None
+            conn.test_email = options["test_email"]
+        if options["time_zone"] is not None:
+            try:
+                zoneinfo.ZoneInfo(options["time_zone"])
+            except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+                raise CommandError(f"--time-zone: unknown time zone {options['time_zone']!r}.") from None
+            conn.time_zone = options["time_zone"]
+        if options["manual_confirmation"] is not None:
+            conn.manual_confirmation = options["manual_confirmation"]
+        if options["cart_link_template"] is not None:
+            conn.cart_link_template = options["cart_link_template"]
+        if options["default_language"] is not None:
+            conn.default_language = options["default_language"].strip().lower()
+        if options["tracking_link"]:
+            conn.tracking_link_templates = {
+                **(conn.tracking_link_templates or {}),
+                **_tracking(options["tracking_link"]),
+            }
+        try:
+            conn.full_clean(exclude=["token"])
+        except ValidationError as exc:
+            raise CommandError(_masked_errors(exc)) from None
+        with transaction.atomic():
+            conn.save()
+        return conn
+
+
+def _masked_errors(exc: ValidationError) -> str:
+    # Validation messages name fields, never values, so no secret can leak through them.
+    return "; ".join(f"{field}: {' '.join(str(m) for m in msgs)}" for field, msgs in exc.message_dict.items())

@@ -1,0 +1,111 @@
+"""Test calls: every enabled flow's sample payload sent now to the connection's test email (admin and command)."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass
+
+from . import catalog
+from .models import Connection, Delivery
+
+ANSWER_LIMIT = 300
+
+
+class TestCallError(Exception):
+    """The connection cannot send test calls at all (e.g. no test email)."""
+
+    __test__ = False  # not a pytest test class, despite the name
+
+
+@dataclass
+class TestCallResult:
+    """What happened to one flow's test call, fit for an admin message or JSON."""
+
+    __test__ = False
+
+    event: str
+    ok: bool
+    status: str
+    status_code: int | None
+    answer: str
+    seconds: float
+    delivery_id: int | None
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+    def summary(self) -> str:
+        """One line: event, outcome, Rule's status and answer, and the time it took."""
+        code = f"HTTP {self.status_code}" if self.status_code is not None else "no HTTP answer"
+        answer = f": {self.answer}" if self.answer else ""
+        return f"{self.event}: {self.status} ({code}, {self.seconds:.2f} s){answer}"
+
+
+def enabled_flows(connection: Connection) -> list:
+    """The connection's enabled flows in catalog order."""
+    order = {name: index for index, name in enumerate(catalog.EVENTS)}
+    flows = [f for f in connection.flows.all() if f.enabled]
+    return sorted(flows, key=lambda f: order.get(f.event, len(order)))
+
+
+def send_test_calls(connection: Connection) -> list[TestCallResult]:
+    """For each enabled flow: store a `test` delivery of the sample to the test email and send it now."""
+    if not connection.test_email:
+        raise TestCallError(f"Connection {connection.name} has no test email; set one to send test calls.")
+    return [send_test_call(connection, flow.event) for flow in enabled_flows(connection)]
+
+
+def send_test_call(connection: Connection, event: str) -> TestCallResult:
+    """One flow's test call, synchronously; failures become a result, never an exception."""
+    # Imported here: these modules pull in mapping and delivery, which import the models in turn.
+    from . import delivery as delivery_module
+    from . import emit
+    from .mapping.samples import SAMPLES
+
+    started = time.monotonic()
+    payload = SAMPLES.get(event)
+    if payload is None:
+        return TestCallResult(event, False, "no sample", None, "no sample payload for this event", 0.0, None)
+    try:
+        delivery = emit.emit_event(
+            connection, event, payload, trigger=Delivery.Trigger.TEST, email_override=connection.test_email
+        )
+    except Exception as exc:  # a mapping problem belongs in the message, not in a 500 page
+        return TestCallResult(event, False, "not sent", None, str(exc)[:ANSWER_LIMIT], _since(started), None)
+    if delivery is None:
+        return TestCallResult(event, False, "not sent", None, "the flow is disabled", _since(started), None)
+    try:
+        delivery_module.send_now(delivery)
+    except Exception as exc:  # shown to the merchant; the delivery row keeps the full story
+        delivery.refresh_from_db()
+        return TestCallResult(
+            event,
+            False,
+            delivery.status,
+            None,
+            f"{exc.__class__.__name__}: {exc}"[:ANSWER_LIMIT],
+            _since(started),
+            delivery.pk,
+        )
+    seconds = _since(started)
+    delivery.refresh_from_db()
+    attempt = delivery.attempts.order_by("-number").first()
+    status_code = attempt.status_code if attempt else None
+    answer = ""
+    if attempt is not None:
+        answer = (attempt.response_body or attempt.error or "").strip()
+    if not answer:
+        answer = delivery.last_error
+    return TestCallResult(
+        event=event,
+        ok=delivery.status == Delivery.Status.SUCCEEDED,
+        status=delivery.status,
+        status_code=status_code,
+        answer=" ".join(answer.split())[:ANSWER_LIMIT],
+        seconds=round(seconds, 3),
+        delivery_id=delivery.pk,
+    )
+
+
+def _since(started: float) -> float:
+    return round(time.monotonic() - started, 3)
