@@ -113,12 +113,15 @@ class Restock(models.Model):
     cursor_created_at = models.DateTimeField(null=True, blank=True)
     cursor_id = models.BigIntegerField(null=True, blank=True)
     created_at = models.DateTimeField(default=timezone.now)
+    updated_at = models.DateTimeField(auto_now=True, help_text="Last progress: a stalled open restock is resumed.")
     finished_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         constraints = [
             # One restock at a time per item: two checks that see the same stock share one allowance.
-            models.UniqueConstraint(fields=["connection", "item"], condition=Q(status="open"), name="uniq_open_restock"),
+            models.UniqueConstraint(
+                fields=["connection", "item"], condition=Q(status="open"), name="uniq_open_restock"
+            ),
         ]
         indexes = [models.Index(fields=["status", "created_at"], name="restock_status_created")]
         ordering = ["-created_at"]

@@ -1,0 +1,83 @@
+"""Processing handlers for back-in-stock inbound events (registered from integration's AppConfig.ready)."""
+
+from __future__ import annotations
+
+from integration.models import InboundEvent
+from integration.processing import PermanentError, handles
+
+PROCESSED = InboundEvent.Status.PROCESSED
+IGNORED = InboundEvent.Status.IGNORED
+
+
+@handles("BackInStockSubscribe")
+def subscribe_event(inbound: InboundEvent) -> str:
+    """Start watching; IGNORED when this shopper already waits for this item."""
+    # Domain modules pull in mapping and delivery; importing them here keeps app loading independent of them.
+    from .watchers import subscribe
+
+    _watcher, created = subscribe(inbound.connection, inbound.payload, inbound_event=inbound)
+    return PROCESSED if created else IGNORED
+
+
+@handles("BackInStockUnsubscribe")
+def unsubscribe_event(inbound: InboundEvent) -> str:
+    """Stop watching one item (or every item of the email when none is named)."""
+    from .watchers import unsubscribe
+
+    email = str(inbound.payload.get("email") or "").strip()
+    if not email:
+        raise PermanentError("an unsubscription needs an email")
+    stopped = unsubscribe(inbound.connection, email, str(inbound.payload.get("item") or ""))
+    return PROCESSED if stopped else IGNORED
+
+
+@handles("StockUpdate")
+def stock_update_event(inbound: InboundEvent) -> str:
+    """Availability pushed by the shop: record it as is, and alert where it came back."""
+    from .models import ItemStock
+    from .stock import record_stock
+    from .tasks import enqueue_alerts
+
+    rows = inbound.payload.get("items")
+    if not isinstance(rows, list) or not rows:
+        raise PermanentError("a StockUpdate needs items: [{item, sku, available}]")
+    restocks = []
+    for row in rows:
+        item = str((row or {}).get("item") or "").strip() if isinstance(row, dict) else ""
+        try:
+            available = int(row["available"])
+        except (KeyError, TypeError, ValueError):
+            raise PermanentError(f"StockUpdate item {item or '?'}: available must be a whole number") from None
+        if not item:
+            raise PermanentError("StockUpdate: every entry needs an item")
+        restock = record_stock(
+            inbound.connection, item, available, source=ItemStock.Source.EVENT, sku=str(row.get("sku") or "")
+        )
+        if restock:
+            restocks.append(restock)
+    enqueue_alerts(restocks)
+    return PROCESSED
+
+
+@handles("DisplayItems", "Products")
+def catalogue_event(inbound: InboundEvent) -> str:
+    """Centra says these display items changed: check the stock of the watched sizes now."""
+    from integration.centra.client import CentraQueryError
+
+    from .models import ItemStock
+    from .stock import check_items, items_for_catalogue_ids
+    from .tasks import enqueue_alerts
+
+    connection = inbound.connection
+    if not (connection.centra_api_token and connection.centra_api_url):
+        return IGNORED  # nothing to ask; the storefront's StockUpdate events are the way without a token
+    items = items_for_catalogue_ids(connection, inbound.payload.get("ids") or [])
+    if not items:
+        return IGNORED
+    try:
+        enqueue_alerts(check_items(connection, items, source=ItemStock.Source.WEBHOOK))
+    except CentraQueryError as exc:
+        # Centra refused the query (token, permission): retrying will not help. CentraUnavailable propagates
+        # as a passing fault, so the sweeper processes the event again.
+        raise PermanentError(str(exc)) from exc
+    return PROCESSED

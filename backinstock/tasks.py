@@ -1,0 +1,48 @@
+"""django-q2 tasks for back in stock: thin wrappers that take ids and call the domain functions."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+
+from django.db import transaction
+
+from integration.models import Connection
+
+from . import alerts, stock
+from .models import Restock
+
+log = logging.getLogger(__name__)
+
+
+def alert_restock(restock_id: int) -> int:
+    """Alert one restock's share of waiting watchers (safe to run twice, or alongside another worker)."""
+    return alerts.run_restock(restock_id)
+
+
+def poll_stock() -> dict[str, int]:
+    """The every-minute schedule: poll each connection whose interval passed, resume stalled restocks."""
+    polled = 0
+    for connection in Connection.objects.all().iterator():
+        if stock.claim_poll(connection):
+            polled += 1
+            enqueue_alerts(stock.poll_connection(connection))
+    stalled = stock.stalled_restocks()
+    for restock_id in stalled:
+        _enqueue(restock_id)
+    return {"polled": polled, "resumed": len(stalled)}
+
+
+def enqueue_alerts(restocks: Iterable[Restock]) -> None:
+    """Alert these restocks in the worker once the surrounding transaction commits."""
+    for restock_id in {r.pk for r in restocks}:
+        transaction.on_commit(lambda restock_id=restock_id: _enqueue(restock_id))
+
+
+def _enqueue(restock_id: int) -> None:
+    from django_q.tasks import async_task
+
+    try:
+        async_task("backinstock.tasks.alert_restock", restock_id, task_name=f"restock-{restock_id}")
+    except Exception as exc:  # the restock stays open in the database; the poll resumes it
+        log.warning("could not enqueue restock %s: %s", restock_id, exc.__class__.__name__)
