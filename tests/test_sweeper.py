@@ -1,0 +1,156 @@
+"""The sweeper: what a lost task or a crashed worker leaves behind is picked up, and its Schedule exists once."""
+
+import os
+import sqlite3
+import subprocess
+import sys
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from django.utils import timezone
+from django_q.models import Schedule
+
+from integration import delivery
+from integration.models import Connection, Delivery
+from integration.schedules import SWEEP_NAME, ensure_sweep_schedule
+from tests.factories import InboundEventFactory
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def new_delivery(connection, key: str = "OrderCompleted:order:1") -> Delivery:
+    return delivery.create_delivery(
+        connection=connection,
+        event="OrderCompleted",
+        body={"update_on_duplicate": True, "tags": ["OrderCompleted"], "subscribers": {"email": "anna@example.com"}},
+        email="anna@example.com",
+        idempotency_key=key,
+    )
+
+
+def test_a_delivery_whose_task_never_ran_is_sent_by_the_sweeper(rule_connection, fake_rule, task_queue):
+    # given a delivery stored while the broker lost its task (on_commit never ran inside the test transaction)
+    d = new_delivery(rule_connection)
+    assert task_queue.pending() == []
+
+    # when the sweeper runs and the worker runs what it enqueued
+    counts = delivery.sweep()
+    task_queue.run_all()
+
+    # then Rule received it once and the delivery succeeded
+    assert counts["deliveries"] == 1
+    d.refresh_from_db()
+    assert d.status == Delivery.Status.SUCCEEDED
+    assert [r["path"] for r in fake_rule.requests] == ["/api/v2/subscribers"]
+
+
+def test_the_sweeper_skips_what_is_not_due_and_connections_that_must_wait(rule_connection, task_queue):
+    later = new_delivery(rule_connection, "a")
+    Delivery.objects.filter(pk=later.pk).update(
+        status=Delivery.Status.RETRYING, next_attempt_at=timezone.now() + timedelta(minutes=5)
+    )
+    done = new_delivery(rule_connection, "b")
+    Delivery.objects.filter(pk=done.pk).update(status=Delivery.Status.SUCCEEDED)
+    due = new_delivery(rule_connection, "c")
+
+    assert delivery.sweep() == {"deliveries": 1, "inbound_events": 0}
+    assert task_queue.pending() == [("integration.tasks.deliver", (due.pk,))]
+
+    Connection.objects.filter(pk=rule_connection.pk).update(hold_until=timezone.now() + timedelta(minutes=2))
+    assert delivery.sweep()["deliveries"] == 0
+    Connection.objects.filter(pk=rule_connection.pk).update(hold_until=None, status=Connection.Status.PAUSED)
+    assert delivery.sweep()["deliveries"] == 0
+
+
+def test_a_delivery_stuck_in_sending_past_its_lease_is_sent_again(rule_connection, fake_rule, task_queue):
+    # given a worker that claimed the delivery, wrote its attempt row and died before the answer
+    d = new_delivery(rule_connection)
+    Delivery.objects.filter(pk=d.pk).update(
+        status=Delivery.Status.SENDING, attempt_count=1, lease_until=timezone.now() - timedelta(seconds=1)
+    )
+    d.attempts.create(number=1)
+
+    # when the sweeper runs
+    assert delivery.sweep()["deliveries"] == 1
+    task_queue.run_all()
+
+    # then it is sent, and the log tells what happened to the lost attempt
+    d.refresh_from_db()
+    assert d.status == Delivery.Status.SUCCEEDED
+    first, second = d.attempts.order_by("number")
+    assert first.outcome == "retry" and "worker stopped" in first.error
+    assert (second.number, second.status_code) == (2, 200)
+    assert d.attempt_count == 2
+
+
+def test_a_delivery_still_inside_its_lease_is_left_to_its_worker(rule_connection, task_queue):
+    d = new_delivery(rule_connection)
+    Delivery.objects.filter(pk=d.pk).update(
+        status=Delivery.Status.SENDING, lease_until=timezone.now() + timedelta(seconds=60)
+    )
+    assert delivery.sweep()["deliveries"] == 0
+    assert delivery.deliver(d.pk) == "not due"
+
+
+def test_inbound_events_stuck_in_received_for_over_a_minute_are_processed_again(connection, task_queue):
+    stuck = InboundEventFactory(connection=connection, received_at=timezone.now() - timedelta(seconds=90))
+    InboundEventFactory(connection=connection)  # just arrived: its own task is on its way
+    InboundEventFactory(connection=connection, status="processed", received_at=timezone.now() - timedelta(hours=1))
+
+    counts = delivery.sweep()
+
+    assert counts == {"deliveries": 0, "inbound_events": 1}
+    assert task_queue.pending() == [("integration.tasks.process_inbound", (stuck.pk,))]
+
+
+def test_the_sweeper_enqueues_in_bounded_batches(rule_connection, task_queue):
+    for n in range(5):
+        new_delivery(rule_connection, f"k{n}")
+    assert delivery.sweep(batch=3)["deliveries"] == 3
+    assert len(task_queue.pending()) == 3
+
+
+def test_the_migrated_database_has_one_sweep_schedule_every_minute(db):
+    schedule = Schedule.objects.get(name=SWEEP_NAME)
+    assert (schedule.func, schedule.schedule_type, schedule.minutes, schedule.repeats) == (
+        "integration.tasks.sweep",
+        Schedule.MINUTES,
+        1,
+        -1,
+    )
+    assert ensure_sweep_schedule(Schedule) is False
+    assert Schedule.objects.filter(name=SWEEP_NAME).count() == 1
+
+
+def test_running_migrate_again_creates_no_second_schedule(tmp_path):
+    # given a fresh database migrated by the real command, then migrated back and forth and again
+    env = {**os.environ, "DATABASE_URL": f"sqlite:///{tmp_path / 'fresh.sqlite3'}"}
+
+    def manage(*args: str) -> None:
+        subprocess.run(
+            [sys.executable, "manage.py", *args, "--skip-checks"],
+            cwd=ROOT,
+            env=env,
+            check=True,
+            capture_output=True,
+            timeout=120,
+        )
+
+    manage("migrate")
+    manage("migrate")
+    manage("migrate", "integration", "0002")
+    manage("migrate")
+
+    # then exactly one sweeper schedule exists
+    with sqlite3.connect(tmp_path / "fresh.sqlite3") as db:
+        rows = db.execute("select func, minutes from django_q_schedule where name = ?", (SWEEP_NAME,)).fetchall()
+    assert rows == [("integration.tasks.sweep", 1)]
+
+
+@pytest.mark.parametrize("status", ["pending", "retrying"])
+def test_deliver_does_nothing_before_the_delivery_is_due(rule_connection, fake_rule, status):
+    d = new_delivery(rule_connection)
+    Delivery.objects.filter(pk=d.pk).update(status=status, next_attempt_at=timezone.now() + timedelta(minutes=1))
+    assert delivery.deliver(d.pk) == "not due"
+    assert fake_rule.requests == []
