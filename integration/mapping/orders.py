@@ -188,7 +188,9 @@ def attribute_fields(fields: Fields, order: dict) -> None:
             element = as_dict(element)
             key = text(element.get("key"))
             if type_name and key:
-                put(fields, f"Order.{type_name}_{key}", first_text(element.get("value"), element.get("selectionValue")))
+                # A choice element's `value` is the option's id; its `selectionValue` is what the shopper saw.
+                value = first_text(element.get("selectionValue"), element.get("value"))
+                put(fields, f"Order.{type_name}_{key}", value)
 
 
 def common_fields(fields: Fields, order: dict, ctx: MappingContext) -> None:
