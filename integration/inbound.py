@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 from urllib.parse import parse_qs
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
@@ -233,16 +234,16 @@ def parse_webhook_form(body: bytes) -> Any:
         raise InboundError(400, f'form field "payload" is not valid JSON: {exc}') from exc
 
 
-def webhook_events_to_store(document: Any, signed_at: int) -> list[NewEvent]:
+def webhook_events_to_store(connection: Connection, document: Any, signed_at: int) -> list[NewEvent]:
     """Rows for a webhook payload: Integration API `{"events": [...]}` or Storefront `{"DisplayItems": [...]}`."""
     if not isinstance(document, dict) or not document:
         raise InboundError(400, "payload must be a non-empty JSON object")
     if "events" in document:
-        return _integration_api_rows(document["events"])
+        return _integration_api_rows(document["events"], _zone(connection.time_zone))
     return _catalogue_rows(document, signed_at)
 
 
-def _integration_api_rows(events: Any) -> list[NewEvent]:
+def _integration_api_rows(events: Any, zone: ZoneInfo) -> list[NewEvent]:
     if not isinstance(events, list):
         raise InboundError(400, '"events" must be a list')
     if len(events) > MAX_EVENTS_PER_REQUEST:
@@ -268,18 +269,28 @@ def _integration_api_rows(events: Any) -> list[NewEvent]:
                 event_type=event_type[:60],
                 payload=event,
                 object_ref=object_id[:120],
-                occurred_at=_centra_date(date),
+                occurred_at=_centra_date(date, zone),
                 ignore_reason="" if event_type in WEBHOOK_TYPES else f"webhook type {event_type!r} is not used",
             )
         )
     return rows
 
 
-def _centra_date(value: str) -> datetime | None:
-    # Centra's dates carry no zone; they are the store's clock, kept as given (interpreted as UTC) for ordering.
-    parsed = parse_datetime(value) if value else None
+def _zone(name: str) -> ZoneInfo:
+    try:
+        return ZoneInfo(name or "UTC")
+    except (ZoneInfoNotFoundError, ValueError):
+        return ZoneInfo("UTC")
+
+
+def _centra_date(value: str, zone: ZoneInfo) -> datetime | None:
+    # Centra's webhook dates carry no zone: they are the store's clock, i.e. the connection's time zone.
+    try:
+        parsed = parse_datetime(value) if value else None
+    except ValueError:
+        return None
     if parsed is not None and timezone.is_naive(parsed):
-        parsed = timezone.make_aware(parsed, timezone.UTC)
+        parsed = parsed.replace(tzinfo=zone)
     return parsed
 
 

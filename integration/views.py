@@ -151,7 +151,7 @@ class CentraWebhookView(InboundView):
 
     @staticmethod
     def _rows(connection, body: bytes, signed_at: int) -> list[inbound.NewEvent]:  # noqa: ANN001
-        return inbound.webhook_events_to_store(inbound.parse_webhook_form(body), signed_at)
+        return inbound.webhook_events_to_store(connection, inbound.parse_webhook_form(body), signed_at)
 
 
 class HealthView(APIView):
