@@ -27,7 +27,14 @@ _by_source: dict[str, Handler] = {}
 
 
 class PermanentError(Exception):
-    """The event can never be turned into a delivery (e.g. an order without any email)."""
+    """The event can never be turned into a delivery (e.g. an order without any email).
+
+    `record`, when given, runs after the handler's work is rolled back: for what must outlive the failure
+    (e.g. Centra's error shown on the connection)."""
+
+    def __init__(self, reason: str, *, record: Callable[[], None] | None = None) -> None:
+        super().__init__(reason)
+        self.record = record
 
 
 def handles(*event_types: str) -> Callable[[Handler], Handler]:
@@ -67,6 +74,8 @@ def process_inbound_event(inbound_id: int) -> str:
                     status, error = handler(inbound) or InboundEvent.Status.PROCESSED, ""
         except PermanentError as exc:
             status, error = InboundEvent.Status.FAILED, str(exc)
+            if exc.record is not None:
+                exc.record()
         except Exception as exc:  # a passing fault: keep it `received` for the sweeper
             log.warning("processing inbound event %s failed: %s", inbound_id, exc.__class__.__name__)
             error = f"{exc.__class__.__name__}: {exc}"
