@@ -19,5 +19,12 @@ class IntegrationConfig(AppConfig):
         for module in HANDLER_MODULES:
             import_module(module)
         for module in OPTIONAL_HANDLER_MODULES:
-            if find_spec(module) is not None:
+            if _installed(module):
                 import_module(module)
+
+
+def _installed(module: str) -> bool:
+    try:
+        return find_spec(module) is not None
+    except ModuleNotFoundError:  # its parent package is missing
+        return False

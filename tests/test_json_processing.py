@@ -1,0 +1,140 @@
+"""JSON catalog events from the signed endpoint to Rule: stored, processed, delivered, exactly as the golden bodies."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+import pytest
+from django.apps import apps
+from django.urls import reverse
+
+from integration import catalog
+from integration.json_events import process_json_catalog_event
+from integration.mapping import MappingContext
+from integration.models import Delivery, InboundEvent
+from integration.processing import handler_for, process_inbound_event
+from integration.signature import sign
+from tests.factories import ConnectionFactory, InboundEventFactory
+
+GOLDEN = Path(__file__).resolve().parent / "data" / "orders"
+JSON_GOLDEN = [
+    p.name for p in sorted(GOLDEN.glob("*.json")) if json.loads(p.read_text())["event"] in catalog.JSON_EVENT_TYPES
+]
+SECRET = "whsec-e2e"
+
+
+def connection_for_case(case: dict, fake_rule):
+    """A connection with the golden case's mapping settings, its flow as the case says, pointing at fake Rule."""
+    defaults = {f.name: f.default for f in dataclasses.fields(MappingContext) if f.default is not dataclasses.MISSING}
+    defaults["tracking_link_templates"] = {}
+    connection = ConnectionFactory(
+        rule_api_url=fake_rule.url,
+        rule_api_key=fake_rule.api_key,
+        signing_secrets=SECRET,
+        **(defaults | case["context"]),
+    )
+    connection.flows.filter(event=case["event"]).update(enabled=True, **case["flow"])
+    return connection
+
+
+def subscriber_posts(fake_rule) -> list[dict]:
+    return [r for r in fake_rule.requests if (r["method"], r["path"]) == ("POST", "/api/v2/subscribers")]
+
+
+def run_queue_until_empty(task_queue, capture) -> None:
+    """Run queued tasks, and the tasks they enqueue on commit, until nothing is left."""
+    for _ in range(10):
+        if not task_queue.pending():
+            return
+        with capture(execute=True):
+            task_queue.run_all()
+    raise AssertionError(f"queue did not drain: {task_queue.pending()}")
+
+
+@pytest.mark.parametrize("name", JSON_GOLDEN)
+def test_a_signed_json_event_reaches_rule_exactly(
+    name, client, fake_rule, task_queue, django_capture_on_commit_callbacks
+):
+    # Given a connection set up like the golden case and its payload sent as a signed JSON event
+    case = json.loads((GOLDEN / name).read_text())
+    connection = connection_for_case(case, fake_rule)
+    raw = json.dumps(
+        {"id": f"golden-{name}", "type": case["event"], "occurredAt": "2026-03-14T18:42:05Z", **case["payload"]}
+    ).encode()
+    with django_capture_on_commit_callbacks(execute=True):
+        response = client.post(
+            reverse("centra-events", args=[connection.token]),
+            data=raw,
+            content_type="application/json",
+            headers={"X-Centra-Signature": sign(SECRET, raw)},
+        )
+    assert response.status_code == 200, response.json()
+
+    # When the worker processes and delivers it
+    run_queue_until_empty(task_queue, django_capture_on_commit_callbacks)
+
+    # Then Rule received exactly the reviewed body, once (order events may add the cart tag removal after it)
+    [request] = subscriber_posts(fake_rule)
+    assert request["json"] == case["expected_body"]
+    assert all(r["method"] == "DELETE" and "/tags/" in r["path"] for r in fake_rule.requests[1:])
+    inbound = InboundEvent.objects.get()
+    assert inbound.status == "processed"
+    delivery = inbound.deliveries.get(event=case["event"])
+    assert delivery.status == Delivery.Status.SUCCEEDED
+    assert delivery.request_body == case["expected_body"]
+
+
+def test_the_same_order_event_sent_twice_with_new_ids_reaches_rule_once(
+    client, fake_rule, task_queue, django_capture_on_commit_callbacks
+):
+    # Given the storefront sends OrderCompleted for one order twice (a retry with a fresh event id)
+    case = json.loads((GOLDEN / "order_completed_us.json").read_text())
+    connection = connection_for_case(case, fake_rule)
+    for event_id in ("first", "second"):
+        raw = json.dumps(
+            {"id": event_id, "type": "OrderCompleted", "occurredAt": "2026-03-14T18:42:05Z", **case["payload"]}
+        ).encode()
+        with django_capture_on_commit_callbacks(execute=True):
+            client.post(
+                reverse("centra-events", args=[connection.token]),
+                data=raw,
+                content_type="application/json",
+                headers={"X-Centra-Signature": sign(SECRET, raw)},
+            )
+    run_queue_until_empty(task_queue, django_capture_on_commit_callbacks)
+    assert len(subscriber_posts(fake_rule)) == 1
+    assert set(InboundEvent.objects.values_list("status", flat=True)) == {"processed"}
+
+
+@pytest.mark.parametrize("event_type", catalog.JSON_EVENT_TYPES)
+def test_every_json_catalog_event_has_the_handler(event_type):
+    assert handler_for(InboundEvent(source="events", event_type=event_type)) is process_json_catalog_event
+
+
+def test_a_flow_switched_off_after_receiving_is_ignored(db):
+    # Given an event stored while its flow was on, and the merchant turns the flow off before it is processed
+    from integration.mapping.samples import sample
+
+    inbound = InboundEventFactory(event_type="OrderCompleted", payload=sample("OrderCompleted"))
+    inbound.connection.flows.filter(event="OrderCompleted").update(enabled=False)
+    assert process_inbound_event(inbound.pk) == InboundEvent.Status.IGNORED
+    assert Delivery.objects.count() == 0
+
+
+def test_an_event_the_mapping_cannot_use_fails_with_the_reason(db):
+    # Given an order with no email anywhere (the serializer lets it through: the email may sit in many places)
+    inbound = InboundEventFactory(event_type="OrderCompleted", payload={"order": {"number": "77"}})
+    assert process_inbound_event(inbound.pk) == InboundEvent.Status.FAILED
+    inbound.refresh_from_db()
+    assert "email" in inbound.error.lower()
+    assert Delivery.objects.count() == 0
+
+
+def test_startup_skips_handler_modules_that_are_not_installed(monkeypatch):
+    from integration import apps as integration_apps
+
+    monkeypatch.setattr(integration_apps, "OPTIONAL_HANDLER_MODULES", ("integration.not_there", "nowhere.handlers"))
+    apps.get_app_config("integration").ready()
+    assert handler_for(InboundEvent(source="events", event_type="OrderCompleted")) is process_json_catalog_event
