@@ -1,0 +1,221 @@
+"""The fake Rule validates like Rule, over real HTTP: each rule of rule-api.md answered as Rule answers it."""
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import requests
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def sub(**extra) -> dict:
+    return {"email": "anna@example.com", **extra}
+
+
+def body(subscribers=None, **extra) -> dict:
+    return {
+        "update_on_duplicate": True,
+        "tags": ["OrderCompleted"],
+        "subscribers": sub() if subscribers is None else subscribers,
+        **extra,
+    }
+
+
+@pytest.fixture
+def rule(fake_rule):
+    """POST/GET/DELETE against the fake with the right key."""
+    session = requests.Session()
+    session.headers["Authorization"] = f"Bearer {fake_rule.api_key}"
+
+    def call(method: str, path: str, payload=None, **kwargs) -> requests.Response:
+        return session.request(method, fake_rule.url + path, json=payload, timeout=5, **kwargs)
+
+    return call
+
+
+def test_a_valid_subscriber_is_stored_with_its_tags_and_fields(rule, fake_rule):
+    fields = [
+        {"key": "Order.Number", "value": "10452"},
+        {"key": "Order.Date", "value": "2026-11-29", "type": "date"},
+        {"key": "Order.Time", "value": "2026-11-29 12:00:00", "type": "datetime"},
+        {"key": "Order.Brands", "value": ["Acme", "Nordic Wool"], "type": "multiple"},
+        {"key": "Order.Products", "value": json.dumps([{"name": "Scarf"}]), "type": "json"},
+    ]
+    answer = rule("POST", "/subscribers", body(sub(phone_number="+46701234567", language="sv", fields=fields)))
+
+    assert answer.status_code == 200 and "id" in answer.json()["subscriber"]
+    stored = rule("GET", "/subscribers/anna%40example.com", params={"identified_by": "email"}).json()["subscriber"]
+    assert stored["tags"] == ["OrderCompleted"] and stored["phone_number"] == "+46701234567"
+    assert stored["fields"]["Order.Brands"] == {"value": ["Acme", "Nordic Wool"], "type": "multiple"}
+
+
+@pytest.mark.parametrize("auth", [None, "Bearer wrong-key", "apikey"])
+def test_a_missing_or_wrong_key_is_401_not_authorized(fake_rule, auth):
+    headers = {"Authorization": auth if auth != "apikey" else fake_rule.api_key} if auth else {}
+    answer = requests.post(fake_rule.url + "/subscribers", json=body(), headers=headers, timeout=5)
+    assert (answer.status_code, answer.json()) == (401, {"error": "NotAuthorized"})
+
+
+@pytest.mark.parametrize(
+    ("payload", "status", "field"),
+    [
+        ({"tags": ["A"]}, 400, "subscribers"),
+        (body("anna@example.com"), 400, "subscribers"),
+        (body([sub()] * 1001), 413, None),
+        (body(sub(email=None)), 400, "email"),
+        (body(sub(phone_number="0701234567")), 400, "phone_number"),
+        (body(sub(fields=[{"key": "Order.Number.Extra", "value": "1"}])), 400, "fields.0.key"),
+        (body(sub(fields=[{"key": "OrderNumber", "value": "1"}])), 400, "fields.0.key"),
+        (body(sub(fields=[{"key": "Order.Date", "value": "29/11/2026", "type": "date"}])), 400, "fields.0.value"),
+        (
+            body(sub(fields=[{"key": "Order.At", "value": "2026-11-29T12:00", "type": "datetime"}])),
+            400,
+            "fields.0.value",
+        ),
+        (body(sub(fields=[{"key": "Order.Brands", "value": "Acme", "type": "multiple"}])), 400, "fields.0.value"),
+        (body(sub(fields=[{"key": "Order.Brands", "value": [1, 2], "type": "multiple"}])), 400, "fields.0.value"),
+        (body(sub(fields=[{"key": "Order.Products", "value": [{"a": 1}], "type": "json"}])), 400, "fields.0.value"),
+        (body(sub(fields=[{"key": "Order.Products", "value": "{not json", "type": "json"}])), 400, "fields.0.value"),
+        (body(sub(fields=[{"key": "Order.X", "value": "1", "type": "number"}])), 400, "fields.0.type"),
+        (
+            body(sub(fields=[{"key": "Order.A", "value": "x" * 40000}, {"key": "Order.B", "value": "y" * 30000}])),
+            400,
+            "fields.1.value",
+        ),
+        ({**body(), "tags": []}, 400, "tags"),
+        ({**body(), "tags": ["A", "A"]}, 400, "tags"),
+        ({**body(), "automation": "always"}, 400, "automation"),
+    ],
+)
+def test_invalid_requests_are_answered_like_rule(rule, fake_rule, payload, status, field):
+    answer = rule("POST", "/subscribers", payload)
+
+    assert answer.status_code == status
+    error = answer.json()
+    assert error["error"]
+    if field:
+        assert field in error["fields"]
+    assert fake_rule.subscriber("anna@example.com") is None
+
+
+def test_field_groups_are_limited_separately(rule):
+    fields = [{"key": "Order.A", "value": "x" * 40000}, {"key": "Customer.B", "value": "y" * 40000}]
+    assert rule("POST", "/subscribers", body(sub(fields=fields))).status_code == 200
+
+
+def test_a_batch_of_1000_is_accepted(rule):
+    batch = [{"email": f"s{n}@example.com"} for n in range(1000)]
+    answer = rule("POST", "/subscribers", body(batch, sync_subscribers=True))
+    assert answer.status_code == 200
+    assert answer.json()["subscribers_created"] == 1000
+
+
+def test_an_existing_subscriber_needs_update_on_duplicate(rule):
+    assert rule("POST", "/subscribers", body()).status_code == 200
+    second = rule("POST", "/subscribers", {**body(), "update_on_duplicate": False})
+    assert second.status_code == 409 and second.json()["error"] == "Conflict"
+    assert rule("POST", "/subscribers", body()).status_code == 200
+
+
+def test_a_digit_only_tag_is_an_id(rule, fake_rule):
+    assert rule("POST", "/subscribers", {**body(), "tags": ["424242"]}).status_code == 404
+    known = fake_rule.add_tag("VIP")
+    assert rule("POST", "/subscribers", {**body(), "tags": [str(known)]}).status_code == 200
+    assert fake_rule.subscriber("anna@example.com")["tags"] == ["VIP"]
+
+
+def test_removing_a_tag_and_a_subscriber(rule, fake_rule):
+    rule("POST", "/subscribers", {**body(), "tags": ["OrderCreated", "OrderCompleted"]})
+
+    removed = rule("DELETE", "/subscribers/anna%40example.com/tags/OrderCreated", params={"identified_by": "email"})
+    again = rule("DELETE", "/subscribers/anna%40example.com/tags/OrderCreated", params={"identified_by": "email"})
+    nobody = rule("DELETE", "/subscribers/bo%40example.com/tags/OrderCreated", params={"identified_by": "email"})
+
+    assert (removed.status_code, again.status_code, nobody.status_code) == (200, 404, 404)
+    assert fake_rule.subscriber("anna@example.com")["tags"] == ["OrderCompleted"]
+    assert rule("DELETE", "/subscribers/anna%40example.com", params={"identified_by": "email"}).status_code == 200
+    assert fake_rule.subscriber("anna@example.com") is None
+
+
+def test_tags_are_listed_with_rules_limit(rule):
+    rule("POST", "/subscribers", {**body(), "tags": ["A", "B"]})
+    assert [t["name"] for t in rule("GET", "/tags", params={"limit": 1}).json()["tags"]] == ["A"]
+    assert rule("GET", "/tags", params={"limit": 101}).json()["error"] == "LimitExceed"
+
+
+def test_requests_are_recorded_with_the_key_masked_and_can_be_cleared(rule, fake_rule):
+    rule("POST", "/subscribers", body())
+
+    recorded = requests.get(fake_rule.url.replace("/api/v2", "/_fake/requests"), timeout=5).json()
+
+    assert [(r["method"], r["path"], r["status"]) for r in recorded] == [("POST", "/api/v2/subscribers", 200)]
+    assert recorded[0]["json"] == body()
+    assert fake_rule.api_key not in json.dumps(recorded)
+    assert recorded[0]["headers"]["Authorization"].endswith(fake_rule.api_key[-4:])
+    requests.delete(fake_rule.url.replace("/api/v2", "/_fake/requests"), timeout=5)
+    assert fake_rule.requests == []
+
+
+def test_failures_and_latency_can_be_ordered_over_http(rule, fake_rule):
+    control = fake_rule.url.replace("/api/v2", "/_fake/control")
+    requests.post(
+        control, json={"status": 429, "times": 2, "retry_after": "2026-11-29 13:00:00", "latency_ms": 200}, timeout=5
+    )
+
+    started = time.monotonic()
+    answers = [rule("POST", "/subscribers", body()) for _ in range(3)]
+
+    assert [a.status_code for a in answers] == [429, 429, 200]
+    assert answers[0].headers["Retry-After"] == "2026-11-29 13:00:00"
+    assert time.monotonic() - started >= 0.6
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_the_fakerule_command_serves_and_prints_each_request():
+    port = free_port()
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "manage.py",
+            "fakerule",
+            "--port",
+            str(port),
+            "--api-key",
+            "cmd-key-123456789",
+            "--latency-ms",
+            "10",
+        ],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    try:
+        url = f"http://127.0.0.1:{port}/api/v2/subscribers"
+        for _ in range(100):
+            try:
+                answer = requests.post(
+                    url, json=body(), headers={"Authorization": "Bearer cmd-key-123456789"}, timeout=5
+                )
+                break
+            except requests.ConnectionError:
+                time.sleep(0.1)
+        assert answer.status_code == 200
+    finally:
+        proc.terminate()
+        output, _ = proc.communicate(timeout=10)
+    assert "200 POST /api/v2/subscribers" in output
+    assert "anna@example.com" in output
+    assert "cmd-key-123456789" not in output
