@@ -8,6 +8,7 @@ from typing import Any
 from django.contrib import admin, messages
 from django.contrib.admin import DateFieldListFilter
 from django.contrib.admin.options import ShowFacets
+from django.db import models
 from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
@@ -82,6 +83,7 @@ class FlowInline(admin.TabularInline):
 @admin.register(Connection)
 class ConnectionAdmin(admin.ModelAdmin):
     form = ConnectionAdminForm
+    formfield_overrides = {models.URLField: {"assume_scheme": "https"}}
     inlines = [FlowInline]
     list_display = ("name", "status", "paused_reason", "hold_until", "rule_api_key_masked", "test_email", "updated_at")
     list_filter = ("status",)
@@ -294,10 +296,10 @@ class ConnectionAdmin(admin.ModelAdmin):
 class ChoicesListFilter(admin.SimpleListFilter):
     """A filter with fixed choices: no SELECT DISTINCT over a log table."""
 
-    choices: tuple[str, ...] = ()
+    values: tuple[str, ...] = ()
 
     def lookups(self, request, model_admin):
-        return [(c, c) for c in self.choices]
+        return [(v, v) for v in self.values]
 
     def queryset(self, request, queryset):
         if self.value():
@@ -308,13 +310,13 @@ class ChoicesListFilter(admin.SimpleListFilter):
 class DeliveryEventFilter(ChoicesListFilter):
     title = "event"
     parameter_name = "event"
-    choices = (*catalog.EVENTS, "RemoveCartTag")
+    values = (*catalog.EVENTS, "RemoveCartTag")
 
 
 class InboundTypeFilter(ChoicesListFilter):
     title = "type"
     parameter_name = "event_type"
-    choices = (*catalog.JSON_EVENT_TYPES, *catalog.BACK_IN_STOCK_TYPES, *WEBHOOK_EVENT_TYPES)
+    values = (*catalog.JSON_EVENT_TYPES, *catalog.BACK_IN_STOCK_TYPES, *WEBHOOK_EVENT_TYPES)
 
 
 class ReadOnlyLogAdmin(admin.ModelAdmin):
@@ -416,10 +418,10 @@ class DeliveryAdmin(ReadOnlyLogAdmin):
         from . import delivery as delivery_module
 
         for obj in queryset.select_related("connection"):
-            try:
-                delivery_module.resend(obj)
-            except Exception as exc:  # one refusal must not stop the others; the reason is what matters
-                self.message_user(request, f"Delivery {obj.pk}: not resent ({exc}).", messages.ERROR)
+            if not delivery_module.resend(obj):
+                self.message_user(
+                    request, f"Delivery {obj.pk}: not resent, it is being sent right now.", messages.ERROR
+                )
                 continue
             obj.refresh_from_db()
             self.message_user(request, f"Delivery {obj.pk} ({obj.event} to {obj.email}): resent, now {obj.status}.")

@@ -75,7 +75,7 @@ def send_test_call(connection: Connection, event: str) -> TestCallResult:
     if delivery is None:
         return TestCallResult(event, False, "not sent", None, "the flow is disabled", _since(started), None)
     try:
-        delivery_module.send_now(delivery)
+        attempt = delivery_module.send_now(delivery)
     except Exception as exc:  # shown to the merchant; the delivery row keeps the full story
         delivery.refresh_from_db()
         return TestCallResult(
@@ -89,11 +89,8 @@ def send_test_call(connection: Connection, event: str) -> TestCallResult:
         )
     seconds = _since(started)
     delivery.refresh_from_db()
-    attempt = delivery.attempts.order_by("-number").first()
     status_code = attempt.status_code if attempt else None
-    answer = ""
-    if attempt is not None:
-        answer = (attempt.response_body or attempt.error or "").strip()
+    answer = (attempt.response_body or attempt.error or "").strip() if attempt else ""
     if not answer:
         answer = delivery.last_error
     return TestCallResult(

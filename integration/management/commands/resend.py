@@ -34,10 +34,8 @@ class Command(BaseCommand):
                 raise CommandError(f"No delivery with id {', '.join(map(str, missing))}.")
         results = []
         for obj in queryset.select_related("connection").order_by("pk").iterator(chunk_size=500):
-            try:
-                delivery_module.resend(obj)
-            except Exception as exc:  # report and go on: one refusal must not stop the rest
-                results.append({"id": obj.pk, "resent": False, "error": str(exc)})
+            if not delivery_module.resend(obj):
+                results.append({"id": obj.pk, "resent": False, "error": "being sent right now"})
                 continue
             obj.refresh_from_db()
             results.append({"id": obj.pk, "resent": True, "status": obj.status})
