@@ -185,7 +185,8 @@ class CentraClient:
 
     # -- changed since (reconciliation) ------------------------------------------------------------------------
 
-    def _pages(self, build, root: str, variables: dict, limit: int) -> Iterator[dict]:
+    def _pages(self, build, root: str, variables: dict, limit: int | None) -> Iterator[dict]:
+        limit = limit or PAGE_SIZE
         page = 1
         while True:
             data = self._order_query(build, {**variables, "limit": limit, "page": page})
@@ -195,24 +196,25 @@ class CentraClient:
                 return
             page += 1
 
-    def orders_changed(self, since: datetime, until: datetime, limit: int = PAGE_SIZE) -> Iterator[dict]:
+    def orders_changed(self, since: datetime, until: datetime, limit: int | None = None) -> Iterator[dict]:
         """Every order updated in [since, until], page by page until a short page."""
         span = {"from": _as_time(since), "to": _as_time(until)}
         return self._pages(queries.orders_changed, "orders", span, limit)
 
-    def shipments_changed(self, since: datetime, until: datetime, limit: int = PAGE_SIZE) -> Iterator[dict]:
+    def shipments_changed(self, since: datetime, until: datetime, limit: int | None = None) -> Iterator[dict]:
         """Every shipment updated in [since, until], page by page."""
         span = {"from": _as_time(since), "to": _as_time(until)}
         return self._pages(queries.shipments_changed, "shipments", span, limit)
 
-    def returns_created(self, since: datetime, until: datetime, limit: int = PAGE_SIZE) -> Iterator[dict]:
+    def returns_created(self, since: datetime, until: datetime, limit: int | None = None) -> Iterator[dict]:
         """Every return created in [since, until], page by page."""
         span = {"from": _as_time(since), "to": _as_time(until)}
         return self._pages(queries.returns_created, "returns", span, limit)
 
-    def returns_for_orders(self, numbers: Iterable[int], limit: int = PAGE_SIZE) -> Iterator[dict]:
+    def returns_for_orders(self, numbers: Iterable[int], limit: int | None = None) -> Iterator[dict]:
         """Every return of these orders, page by page."""
         numbers = sorted({int(n) for n in numbers})
+        limit = limit or PAGE_SIZE
         for start in range(0, len(numbers), limit):
             yield from self._pages(
                 queries.returns_for_orders, "returns", {"numbers": numbers[start : start + limit]}, limit

@@ -266,8 +266,9 @@ class FakeCentraStore:
 class FakeCentra:
     """The fake Centra GraphQL server (stdlib ThreadingHTTPServer in a thread)."""
 
-    def __init__(self, token: str = "centra-test-token", host: str = "127.0.0.1", port: int = 0) -> None:
+    def __init__(self, token: str = "centra-test-token", host: str = "127.0.0.1", port: int = 0, on_query=None) -> None:
         self.token = token
+        self.on_query = on_query  # called with (status, operation, variables) after each answer: the command prints it
         self.store = FakeCentraStore()
         self.schema = load_schema()
         self.queries: list[dict] = []
@@ -486,7 +487,10 @@ def _handler_for(fake: FakeCentra) -> type[BaseHTTPRequestHandler]:
                 except (ValueError, TypeError) as exc:
                     self._send(400, {}, {"error": str(exc)})
                 return
-            self._send(*fake.answer(self.headers.get("Authorization"), body))
+            status, headers, answer = fake.answer(self.headers.get("Authorization"), body)
+            self._send(status, headers, answer)
+            if fake.on_query is not None and fake.queries:
+                fake.on_query(status, fake.queries[-1])
 
         def do_GET(self) -> None:  # noqa: N802 - stdlib naming
             self._send(405, {"Allow": "POST"}, {"errors": [{"message": "Use POST for GraphQL requests"}]})
