@@ -10,14 +10,12 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 from datetime import UTC, date, datetime
-from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
+from decimal import ROUND_HALF_UP, Decimal, InvalidOperation, localcontext
 from typing import Any
 from urllib.parse import quote
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import phonenumbers
-
-TWO_PLACES = Decimal("0.01")
 
 
 def dig(doc: Any, *path: str) -> Any:
@@ -94,20 +92,25 @@ def decimal(value: Any) -> Decimal | None:
     return result if result.is_finite() else None
 
 
+def quantize(value: Decimal, places: int) -> Decimal | None:
+    """`value` rounded half-up to `places` decimals; None when it is too large to write that way."""
+    try:
+        with localcontext(prec=60):
+            return value.quantize(Decimal(1).scaleb(-places), rounding=ROUND_HALF_UP)
+    except InvalidOperation:
+        return None
+
+
 def format_number(value: Decimal) -> str:
     """A number without trailing zeros: 25 -> "25", 12.50 -> "12.5"."""
-    normalized = value.normalize()
-    if normalized == normalized.to_integral_value():
-        return str(normalized.quantize(Decimal(1)))
-    return format(normalized, "f")
+    return format(value.normalize(), "f")
 
 
 def amount(value: Any) -> str | None:
     """The `...Amount` form of money: two decimals with a dot ("1299.00"), from a MonetaryValue or a number."""
     number = decimal(value.get("value")) if isinstance(value, dict) else decimal(value)
-    if number is None:
-        return None
-    return str(number.quantize(TWO_PLACES, rounding=ROUND_HALF_UP))
+    rounded = quantize(number, 2) if number is not None else None
+    return None if rounded is None else f"{rounded:f}"
 
 
 def money_value(value: Any) -> Decimal | None:
@@ -169,10 +172,11 @@ class MoneyStyle:
                 thousands_sep = next(iter(others), "")
         return cls(match["pre"], match["suf"], decimal_sep, thousands_sep, places)
 
-    def format(self, value: Decimal) -> str:
-        """`value` written in this style."""
-        quantum = Decimal(1).scaleb(-self.places)
-        number = value.quantize(quantum, rounding=ROUND_HALF_UP)
+    def format(self, value: Decimal) -> str | None:
+        """`value` written in this style (None when it is too large to write)."""
+        number = quantize(value, self.places)
+        if number is None:
+            return None
         sign = "-" if number < 0 else ""
         whole, _, fraction = f"{abs(number):f}".partition(".")
         if self.thousands_sep:
