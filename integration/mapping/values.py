@@ -164,8 +164,11 @@ class MoneyStyle:
             last_index, last = separators[-1]
             digits_after = len(num) - last_index - 1
             others = {ch for _, ch in separators[:-1]}
-            # A last separator followed by exactly three digits and used before too is a thousands separator.
-            if last in others or (digits_after == 3 and last not in ".,"):
+            # A separator used twice, or followed by three digits ("1,200"), groups thousands, unless the
+            # sample's own value says it was a decimal separator (1.2 written "1,200").
+            ambiguous = digits_after == 3 and not others
+            reads_as_decimal = ambiguous and money_value(sample) == decimal(num.replace(last, "."))
+            if last in others or (ambiguous and not reads_as_decimal):
                 thousands_sep = last
             else:
                 decimal_sep, places = last, digits_after
