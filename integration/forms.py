@@ -5,6 +5,7 @@ from __future__ import annotations
 import zoneinfo
 
 from django import forms
+from django.db import models
 
 from . import catalog
 from .encryption import mask
@@ -27,6 +28,13 @@ def secret_field(label: str) -> forms.CharField:
 def split_secrets(text: str) -> list[str]:
     """Secrets typed on one line, separated by commas or spaces."""
     return [s for s in text.replace(",", " ").split() if s]
+
+
+def https_formfield(db_field, **kwargs) -> forms.Field | None:
+    """Model fields to form fields, URLs assumed https when typed without a scheme."""
+    if isinstance(db_field, models.URLField):
+        kwargs.setdefault("assume_scheme", "https")
+    return db_field.formfield(**kwargs)
 
 
 class ConnectionAdminForm(forms.ModelForm):
@@ -52,6 +60,7 @@ class ConnectionAdminForm(forms.ModelForm):
 
     class Meta:
         model = Connection
+        formfield_callback = https_formfield
         # The stored secrets are never form fields: they go in only through the write-only boxes above.
         fields = [
             "name",
