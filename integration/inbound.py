@@ -209,11 +209,18 @@ def json_events_to_store(connection: Connection, events: list[dict]) -> list[New
                 payload=body,
                 object_ref=object_ref,
                 email=email,
-                occurred_at=parse_datetime(str(event["occurredAt"])),
+                occurred_at=_aware(parse_datetime(str(event["occurredAt"]))),
                 ignore_reason=f"flow {event_type} is disabled" if event_type in disabled else "",
             )
         )
     return rows
+
+
+def _aware(value: datetime | None) -> datetime | None:
+    # The serializer accepts an ISO time without an offset; the envelope is meant to be UTC then.
+    if value is not None and timezone.is_naive(value):
+        return value.replace(tzinfo=ZoneInfo("UTC"))
+    return value
 
 
 # --- Centra's webhook plugin ----------------------------------------------------------------------------------

@@ -85,6 +85,12 @@ def test_a_signed_event_is_stored_and_enqueued_only_on_commit(client, connection
     assert stored.payload == {"order": order_completed()["order"]}
 
 
+def test_an_occurred_at_without_offset_is_taken_as_utc(client, connection):
+    response = post_events(client, connection, order_completed() | {"occurredAt": "2026-01-01T12:00:00"})
+    assert response.status_code == 200
+    assert InboundEvent.objects.get().occurred_at.isoformat() == "2026-01-01T12:00:00+00:00"
+
+
 def test_keys_we_do_not_read_are_accepted_and_kept(client, connection):
     event = order_completed(storeExtra={"loyalty": 3})
     event["order"]["somethingNew"] = [1, 2]

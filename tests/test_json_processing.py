@@ -138,3 +138,12 @@ def test_startup_skips_handler_modules_that_are_not_installed(monkeypatch):
     monkeypatch.setattr(integration_apps, "OPTIONAL_HANDLER_MODULES", ("integration.not_there", "nowhere.handlers"))
     apps.get_app_config("integration").ready()
     assert handler_for(InboundEvent(source="events", event_type="OrderCompleted")) is process_json_catalog_event
+
+
+@pytest.mark.parametrize(
+    ("source", "event_type"),
+    [("events", "BackInStockSubscribe"), ("events", "StockUpdate"), ("webhook", "DisplayItems"), ("webhook", "order")],
+)
+def test_startup_registers_the_installed_handler_packages(source, event_type):
+    # backinstock.handlers and integration.centra.sync are installed in this tree, so ready() imported them
+    assert handler_for(InboundEvent(source=source, event_type=event_type)) is not None
