@@ -8,6 +8,7 @@ from typing import Any
 from django.contrib import admin, messages
 from django.contrib.admin import DateFieldListFilter
 from django.contrib.admin.options import ShowFacets
+from django.core.exceptions import PermissionDenied
 from django.db import models
 from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
@@ -244,6 +245,9 @@ class ConnectionAdmin(admin.ModelAdmin):
         """The exact Rule request a flow would send for a stored event or the sample; nothing is sent."""
         from . import emit
 
+        # The page shows subscriber data from stored events: the same permissions as reading those.
+        if not (self.has_view_permission(request) and request.user.has_perm("integration.view_inboundevent")):
+            raise PermissionDenied
         form = PreviewForm(request.GET or None)
         context: dict[str, Any] = {
             **self.admin_site.each_context(request),

@@ -580,6 +580,16 @@ def test_preview_of_a_native_webhook_says_it_needs_a_json_event(admin_client, sh
     assert 'id="preview-body"' not in html
 
 
+def test_preview_needs_permission_to_read_connections_and_events(client, shop):
+    staff = User.objects.create_user("viewer", password="pw-12345678", is_staff=True)
+    client.force_login(staff)
+
+    assert preview(client, connection=shop.pk, event="OrderShipped").status_code == 403
+
+    staff.user_permissions.set(Permission.objects.filter(codename__in=["view_connection", "view_inboundevent"]))
+    assert preview(client, connection=shop.pk, event="OrderShipped").status_code == 200
+
+
 def test_flow_rows_link_to_their_preview(admin_client, shop):
     html = admin_client.get(change_url(shop)).content.decode()
 
