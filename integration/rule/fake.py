@@ -66,6 +66,7 @@ class FakeRule:
         self._requests: list[dict] = []
         self._failures: list[dict] = []
         self._subscribers: dict[int, dict] = {}
+        self._by_email: dict[str, int] = {}  # lower-cased email -> id, so a lookup is not a scan of everyone
         self._tags: dict[int, str] = {}
         self._next_id = 1000
         self._server: ThreadingHTTPServer | None = None
@@ -173,6 +174,10 @@ class FakeRule:
         return None
 
     def _find(self, identifier: str, identified_by: str) -> dict | None:
+        if identified_by == "email":
+            # Every email is indexed when it is set; an entry left by a delete or reset no longer matches.
+            sub = self._subscribers.get(self._by_email.get(identifier.lower(), -1))
+            return sub if sub is not None and (sub.get("email") or "").lower() == identifier.lower() else None
         for sub in self._subscribers.values():
             if identified_by == "id" and str(sub["id"]) == identifier:
                 return sub
@@ -278,6 +283,8 @@ class FakeRule:
             for key in ("email", "phone_number", "language"):
                 if sub.get(key):
                     existing[key] = sub[key]
+            if existing.get("email"):
+                self._by_email[existing["email"].lower()] = existing["id"]
             for field in sub.get("fields") or []:
                 existing["fields"][field["key"]] = {"value": field["value"], "type": field.get("type", "text")}
             existing["tags"].update(tag_names)
