@@ -361,6 +361,9 @@ def _value_ok(kind: str, value: object) -> bool:
 class _Handler(BaseHTTPRequestHandler):
     rule: FakeRule
     protocol_version = "HTTP/1.1"
+    # Headers and body go out in two writes; with Nagle on, a keep-alive client's delayed ACK held the body
+    # back by about 40 ms per answer (measured by tests/bench: 46 ms per request at "0 ms", 1.3 ms without).
+    disable_nagle_algorithm = True
 
     def log_message(self, format: str, *args) -> None:  # noqa: A002 - the stdlib's signature
         """Silent: the recorded requests are the log."""
