@@ -55,8 +55,13 @@ def one_run(broker: str, latency_ms: int, count: int) -> dict:
         for start in range(0, count, 500):
             with transaction.atomic():
                 for n in range(start, min(start + 500, count)):
-                    create_delivery(connection=connection, event="OrderShipped", body=request_body(n),
-                                    email=f"shopper{n}@example.com", idempotency_key=f"OrderShipped:shipment:{n}")
+                    create_delivery(
+                        connection=connection,
+                        event="OrderShipped",
+                        body=request_body(n),
+                        email=f"shopper{n}@example.com",
+                        idempotency_key=f"OrderShipped:shipment:{n}",
+                    )
         connections.close_all()
         common.progress(f"delivery: {count} deliveries enqueued ({broker} broker, Rule at {latency_ms} ms)")
         started = time.monotonic()
@@ -74,8 +79,16 @@ def one_run(broker: str, latency_ms: int, count: int) -> dict:
         statuses = dict(Delivery.objects.values_list("status").annotate(n=Max("id")).values_list("status", "n"))
     span = (last - first).total_seconds() if first and last else float("nan")
     connections.close_all()
-    return {"broker": broker, "latency_ms": latency_ms, "count": count, "succeeded": done,
-            "rate": done / span if span else 0.0, "span_s": span, "wall_s": wall, "statuses": sorted(statuses)}
+    return {
+        "broker": broker,
+        "latency_ms": latency_ms,
+        "count": count,
+        "succeeded": done,
+        "rate": done / span if span else 0.0,
+        "span_s": span,
+        "wall_s": wall,
+        "statuses": sorted(statuses),
+    }
 
 
 def main() -> None:
@@ -87,28 +100,56 @@ def main() -> None:
         for latency_ms, count in ((20, count_slow), (0, count_fast)):
             run = one_run(broker, latency_ms, count)
             runs.append(run)
-            common.progress(f"delivery: {broker} at {latency_ms} ms: {run['rate']:.1f}/s "
-                            f"({run['succeeded']}/{count} in {run['span_s']:.1f} s, wall {run['wall_s']:.1f} s)")
+            common.progress(
+                f"delivery: {broker} at {latency_ms} ms: {run['rate']:.1f}/s "
+                f"({run['succeeded']}/{count} in {run['span_s']:.1f} s, wall {run['wall_s']:.1f} s)"
+            )
             if run["succeeded"] < count:
-                notes.append(f"{broker} broker, {latency_ms} ms: only {run['succeeded']} of {count} succeeded "
-                             f"before the deadline (statuses seen: {', '.join(run['statuses'])})")
+                notes.append(
+                    f"{broker} broker, {latency_ms} ms: only {run['succeeded']} of {count} succeeded "
+                    f"before the deadline (statuses seen: {', '.join(run['statuses'])})"
+                )
             if latency_ms:
                 ratio = run["rate"] / ideal
-                figures.append(common.figure(
-                    f"deliveries per second, {broker} broker, Rule at {latency_ms} ms", run["rate"], "deliveries/s",
-                    baseline=f"ideal: {WORKERS} workers / {latency_ms} ms", baseline_value=ideal,
-                    target=">= 0.7 x ideal", ok=ratio >= 0.7))
+                figures.append(
+                    common.figure(
+                        f"deliveries per second, {broker} broker, Rule at {latency_ms} ms",
+                        run["rate"],
+                        "deliveries/s",
+                        baseline=f"ideal: {WORKERS} workers / {latency_ms} ms",
+                        baseline_value=ideal,
+                        target=">= 0.7 x ideal",
+                        ok=ratio >= 0.7,
+                    )
+                )
             else:
-                figures.append(common.figure(
-                    f"deliveries per second, {broker} broker, Rule at 0 ms", run["rate"], "deliveries/s",
-                    baseline=f"ideal at 20 ms ({WORKERS} workers / 20 ms)", baseline_value=ideal))
-                figures.append(common.figure(
-                    f"worker time per delivery, {broker} broker (Rule at 0 ms)",
-                    WORKERS * 1000 / run["rate"] if run["rate"] else float("nan"), "ms"))
-            notes.append(f"{broker}, {latency_ms} ms: {run['count']} deliveries, {run['span_s']:.2f} s first attempt "
-                         f"to last finish, {run['wall_s']:.2f} s wall including qcluster start-up")
-    params = {"workers": WORKERS, "deliveries_at_20ms": count_slow, "deliveries_at_0ms": count_fast,
-              "database": "postgresql", "fake_rule": "integration/rule/fake.py via manage.py fakerule"}
+                figures.append(
+                    common.figure(
+                        f"deliveries per second, {broker} broker, Rule at 0 ms",
+                        run["rate"],
+                        "deliveries/s",
+                        baseline=f"ideal at 20 ms ({WORKERS} workers / 20 ms)",
+                        baseline_value=ideal,
+                    )
+                )
+                figures.append(
+                    common.figure(
+                        f"worker time per delivery, {broker} broker (Rule at 0 ms)",
+                        WORKERS * 1000 / run["rate"] if run["rate"] else float("nan"),
+                        "ms",
+                    )
+                )
+            notes.append(
+                f"{broker}, {latency_ms} ms: {run['count']} deliveries, {run['span_s']:.2f} s first attempt "
+                f"to last finish, {run['wall_s']:.2f} s wall including qcluster start-up"
+            )
+    params = {
+        "workers": WORKERS,
+        "deliveries_at_20ms": count_slow,
+        "deliveries_at_0ms": count_fast,
+        "database": "postgresql",
+        "fake_rule": "integration/rule/fake.py via manage.py fakerule",
+    }
     common.emit("delivery", args.quick, figures, params, notes)
 
 

@@ -85,8 +85,9 @@ def main() -> None:
     process = psutil.Process()
     port = common.free_port()
     with common.start_fake_rule(env, port, RULE_KEY, 0, name="memory-fakerule"):
-        conn = Connection.objects.create(name="bench", rule_api_key=RULE_KEY,
-                                         rule_api_url=f"http://127.0.0.1:{port}/api/v2")
+        conn = Connection.objects.create(
+            name="bench", rule_api_key=RULE_KEY, rule_api_url=f"http://127.0.0.1:{port}/api/v2"
+        )
         make_deliveries(conn.pk, count)
         common.progress(f"memory: {count} pending deliveries; delivering in this process")
         rss_start = process.memory_info().rss
@@ -114,12 +115,27 @@ def main() -> None:
     ratio = peak / rss_1000
     mib = 2**20
     figures = [
-        common.figure(f"peak RSS over {done} deliveries", peak / mib, "MiB", baseline="RSS after 1,000 deliveries",
-                      baseline_value=rss_1000 / mib, target=f"<= {TARGET_RATIO} x baseline", ok=ratio <= TARGET_RATIO),
-        common.figure("RSS after the last delivery", samples[-1][1] / mib, "MiB",
-                      baseline="RSS after 1,000 deliveries", baseline_value=rss_1000 / mib),
-        common.figure("time per delivery in one process (Rule at 0 ms, synchronous_commit off)",
-                      elapsed * 1000 / max(done, 1), "ms"),
+        common.figure(
+            f"peak RSS over {done} deliveries",
+            peak / mib,
+            "MiB",
+            baseline="RSS after 1,000 deliveries",
+            baseline_value=rss_1000 / mib,
+            target=f"<= {TARGET_RATIO} x baseline",
+            ok=ratio <= TARGET_RATIO,
+        ),
+        common.figure(
+            "RSS after the last delivery",
+            samples[-1][1] / mib,
+            "MiB",
+            baseline="RSS after 1,000 deliveries",
+            baseline_value=rss_1000 / mib,
+        ),
+        common.figure(
+            "time per delivery in one process (Rule at 0 ms, synchronous_commit off)",
+            elapsed * 1000 / max(done, 1),
+            "ms",
+        ),
     ]
     notes = [
         f"RSS before the first delivery {rss_start / mib:.1f} MiB; outcomes: "

@@ -114,9 +114,7 @@ def setup_django(env: dict) -> None:
 
 
 def migrate(env: dict) -> None:
-    subprocess.run(
-        [PYTHON, "manage.py", "migrate", "--noinput", "-v", "0"], cwd=ROOT, env=env, check=True
-    )
+    subprocess.run([PYTHON, "manage.py", "migrate", "--noinput", "-v", "0"], cwd=ROOT, env=env, check=True)
 
 
 def clear_queue(queue: str) -> None:
@@ -154,8 +152,9 @@ def child(name: str, args: list[str], env: dict, port: int | None = None) -> Ite
     """Run a child process (its output in var/bench/<name>.log) for the duration of the block."""
     LOG_DIR.mkdir(parents=True, exist_ok=True)
     with open(LOG_DIR / f"{name}.log", "wb") as log:
-        process = subprocess.Popen(args, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
-                                   start_new_session=True)
+        process = subprocess.Popen(
+            args, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
         try:
             if port is not None:
                 wait_for_port(port, process=process)
@@ -180,8 +179,7 @@ def stop(process: subprocess.Popen, timeout: float = 15.0) -> None:
 
 def start_fake_rule(env: dict, port: int, api_key: str, latency_ms: int, name: str = "fakerule"):  # noqa: ANN201
     """The fake Rule (integration/rule/fake.py) in its own process, answering after `latency_ms`."""
-    args = [PYTHON, "manage.py", "fakerule", "--port", str(port), "--api-key", api_key,
-            "--latency-ms", str(latency_ms)]
+    args = [PYTHON, "manage.py", "fakerule", "--port", str(port), "--api-key", api_key, "--latency-ms", str(latency_ms)]
     return child(name, args, env, port=port)
 
 
@@ -203,8 +201,16 @@ def median(values: list[float]) -> float:
     return statistics.median(values) if values else float("nan")
 
 
-def figure(name: str, value: float, unit: str, *, baseline: str = "", baseline_value: float | None = None,
-           target: str = "", ok: bool | None = None) -> dict:
+def figure(
+    name: str,
+    value: float,
+    unit: str,
+    *,
+    baseline: str = "",
+    baseline_value: float | None = None,
+    target: str = "",
+    ok: bool | None = None,
+) -> dict:
     ratio = value / baseline_value if baseline_value else None
     return {
         "name": name,
@@ -220,8 +226,10 @@ def figure(name: str, value: float, unit: str, *, baseline: str = "", baseline_v
 
 def emit(bench: str, quick: bool, figures: list[dict], params: dict, notes: list[str] | None = None) -> None:
     """The one JSON line run_all.py reads (the last line of stdout)."""
-    print(json.dumps({"bench": bench, "quick": quick, "figures": figures, "params": params, "notes": notes or []}),
-          flush=True)
+    print(
+        json.dumps({"bench": bench, "quick": quick, "figures": figures, "params": params, "notes": notes or []}),
+        flush=True,
+    )
 
 
 def progress(message: str) -> None:

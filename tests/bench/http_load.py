@@ -100,8 +100,9 @@ def closed_loop(
     return recorder.result
 
 
-def open_loop(port: int, make_request: RequestMaker, rate: float, seconds: float, threads: int,
-              seq: itertools.count) -> LoadResult:
+def open_loop(
+    port: int, make_request: RequestMaker, rate: float, seconds: float, threads: int, seq: itertools.count
+) -> LoadResult:
     """Requests due at a fixed `rate` per second for `seconds`; latency counted from each request's due time."""
     recorder = _Recorder(seconds)
     total = max(1, int(rate * seconds))

@@ -29,12 +29,24 @@ def order_document(n: int) -> dict:
         "status": "CONFIRMED",
         "createdAt": "2026-01-01T12:00:00Z",
         "customer": {"email": f"shopper{n % 50000}@example.com", "firstName": "Anna", "lastName": "Berg"},
-        "shippingAddress": {"firstName": "Anna", "lastName": "Berg", "address1": "Storgatan 1", "zipCode": "11122",
-                            "city": "Stockholm", "country": {"code": "SE"}, "phoneNumber": "+46701234567"},
+        "shippingAddress": {
+            "firstName": "Anna",
+            "lastName": "Berg",
+            "address1": "Storgatan 1",
+            "zipCode": "11122",
+            "city": "Stockholm",
+            "country": {"code": "SE"},
+            "phoneNumber": "+46701234567",
+        },
         "totals": {"grandTotal": {"value": 1399.0, "formattedValue": "1 399.00 SEK", "currency": {"code": "SEK"}}},
         "lines": [
-            {"productName": f"Shirt {k}", "productNumber": f"P{k}", "size": "M", "quantity": 1,
-             "unitPrice": {"value": 699.5, "formattedValue": "699.50 SEK"}}
+            {
+                "productName": f"Shirt {k}",
+                "productNumber": f"P{k}",
+                "size": "M",
+                "quantity": 1,
+                "unitPrice": {"value": 699.5, "formattedValue": "699.50 SEK"},
+            }
             for k in range(2)
         ],
     }
@@ -47,10 +59,20 @@ def json_event(run: str, n: int) -> dict:
     if kind == 0:
         return {**envelope, "type": "OrderCompleted", "order": order_document(n)}
     if kind == 1:
-        return {**envelope, "type": "Newsletter", "email": f"reader{n}@example.com", "language": "sv",
-                "address": {"country": "SE"}}
-    return {**envelope, "type": "OrderCreated", "email": f"cart{n}@example.com", "selection": f"sel{n:012d}",
-            "order": {"lines": order_document(n)["lines"]}}
+        return {
+            **envelope,
+            "type": "Newsletter",
+            "email": f"reader{n}@example.com",
+            "language": "sv",
+            "address": {"country": "SE"},
+        }
+    return {
+        **envelope,
+        "type": "OrderCreated",
+        "email": f"cart{n}@example.com",
+        "selection": f"sel{n:012d}",
+        "order": {"lines": order_document(n)["lines"]},
+    }
 
 
 def webhook_event(n: int) -> dict:
@@ -112,8 +134,20 @@ def run(bench: str, kind: str, per_request: int, quick: bool) -> None:
         baseline = webhook_request_maker(baseline_path, per_request, 500_000_000)
 
     port = common.free_port()
-    gunicorn = [common.PYTHON, "-m", "gunicorn", "config.wsgi:application", "--workers", "2",
-                "--bind", f"127.0.0.1:{port}", "--log-level", "warning", "--backlog", "2048"]
+    gunicorn = [
+        common.PYTHON,
+        "-m",
+        "gunicorn",
+        "config.wsgi:application",
+        "--workers",
+        "2",
+        "--bind",
+        f"127.0.0.1:{port}",
+        "--log-level",
+        "warning",
+        "--backlog",
+        "2048",
+    ]
     notes: list[str] = []
     with common.child(f"{bench}-gunicorn", gunicorn, env, port=port):
         common.progress(f"{bench}: warming up")
@@ -126,8 +160,10 @@ def run(bench: str, kind: str, per_request: int, quick: bool) -> None:
             order = [(service, service_runs), (baseline, baseline_runs)]
             for maker, results in order if round_no % 2 == 0 else reversed(order):
                 results.append(closed_loop(port, maker, seconds, CONCURRENCY, seq))
-                common.progress(f"{bench}: round {round_no + 1} {'service' if maker is service else 'baseline'}: "
-                                f"{results[-1].events_per_second:.0f} events/s, {results[-1].errors} errors")
+                common.progress(
+                    f"{bench}: round {round_no + 1} {'service' if maker is service else 'baseline'}: "
+                    f"{results[-1].events_per_second:.0f} events/s, {results[-1].errors} errors"
+                )
         service_max = common.median([r.events_per_second for r in service_runs])
         baseline_max = common.median([r.events_per_second for r in baseline_runs])
 
@@ -150,19 +186,40 @@ def run(bench: str, kind: str, per_request: int, quick: bool) -> None:
     ratio = service_max / baseline_max if baseline_max else 0.0
     label = "events" if kind == "events" else "webhook events"
     figures = [
-        common.figure(f"{label} accepted per second ({per_request} per request)", service_max, "events/s",
-                      baseline="bare view inserting the same rows", baseline_value=baseline_max,
-                      target=">= 0.7 x baseline", ok=ratio >= 0.7),
-        common.figure(f"p50 latency at half the maximum rate ({half_service:.1f} req/s)", service_lat.p(50), "ms",
-                      baseline=f"bare view at half its maximum ({half_baseline:.1f} req/s)",
-                      baseline_value=baseline_lat.p(50)),
-        common.figure(f"p99 latency at half the maximum rate ({half_service:.1f} req/s)", service_lat.p(99), "ms",
-                      baseline=f"bare view at half its maximum ({half_baseline:.1f} req/s)",
-                      baseline_value=baseline_lat.p(99)),
+        common.figure(
+            f"{label} accepted per second ({per_request} per request)",
+            service_max,
+            "events/s",
+            baseline="bare view inserting the same rows",
+            baseline_value=baseline_max,
+            target=">= 0.7 x baseline",
+            ok=ratio >= 0.7,
+        ),
+        common.figure(
+            f"p50 latency at half the maximum rate ({half_service:.1f} req/s)",
+            service_lat.p(50),
+            "ms",
+            baseline=f"bare view at half its maximum ({half_baseline:.1f} req/s)",
+            baseline_value=baseline_lat.p(50),
+        ),
+        common.figure(
+            f"p99 latency at half the maximum rate ({half_service:.1f} req/s)",
+            service_lat.p(99),
+            "ms",
+            baseline=f"bare view at half its maximum ({half_baseline:.1f} req/s)",
+            baseline_value=baseline_lat.p(99),
+        ),
     ]
-    params = {"events_per_request": per_request, "seconds_per_run": seconds, "rounds": rounds,
-              "client_threads": CONCURRENCY, "gunicorn_workers": 2, "worker_class": "sync", "broker": "redis",
-              "database": "postgresql"}
+    params = {
+        "events_per_request": per_request,
+        "seconds_per_run": seconds,
+        "rounds": rounds,
+        "client_threads": CONCURRENCY,
+        "gunicorn_workers": 2,
+        "worker_class": "sync",
+        "broker": "redis",
+        "database": "postgresql",
+    }
     common.emit(bench, quick, figures, params, notes)
 
 

@@ -49,11 +49,18 @@ def backinstock_figures(data: dict) -> dict:
     latency = 0.020
     ideal = data["batches"] * latency / max(data["senders"], 1)
     figures = [
-        common.figure(f"wall time to alert {data['watchers']} watchers ({data['batches']} batches)",
-                      data["wall_seconds"], "s", baseline=f"ideal: batches x 20 ms / {data['senders']} senders",
-                      baseline_value=ideal, target="< 120 s", ok=data["wall_seconds"] < 120),
-        common.figure("peak RSS while alerting", data["peak_rss_mb"], "MiB", target="< 300 MB",
-                      ok=data["peak_rss_mb"] < 300),
+        common.figure(
+            f"wall time to alert {data['watchers']} watchers ({data['batches']} batches)",
+            data["wall_seconds"],
+            "s",
+            baseline=f"ideal: batches x 20 ms / {data['senders']} senders",
+            baseline_value=ideal,
+            target="< 120 s",
+            ok=data["wall_seconds"] < 120,
+        ),
+        common.figure(
+            "peak RSS while alerting", data["peak_rss_mb"], "MiB", target="< 300 MB", ok=data["peak_rss_mb"] < 300
+        ),
     ]
     notes = [f"database {data['database']}, setup {data['setup_seconds']} s, outcomes {data['outcomes']}"]
     notes += [f"problem: {p}" for p in data.get("problems", [])]
@@ -69,15 +76,20 @@ def run_one(name: str, script: str, extra: list[str]) -> dict:
     common.progress(f"run_all: {' '.join(command[1:])}")
     started = time.monotonic()
     try:
-        done = subprocess.run(command, cwd=common.ROOT, env=env, stdout=subprocess.PIPE, text=True,
-                              timeout=TIMEOUT_SECONDS)
+        done = subprocess.run(
+            command, cwd=common.ROOT, env=env, stdout=subprocess.PIPE, text=True, timeout=TIMEOUT_SECONDS
+        )
     except subprocess.TimeoutExpired:
         return {"bench": name, "error": f"no result within {TIMEOUT_SECONDS} s", "figures": []}
     seconds = time.monotonic() - started
     lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
     if done.returncode != 0 or not lines:
-        return {"bench": name, "error": f"exited with {done.returncode} and no JSON line", "figures": [],
-                "seconds": seconds}
+        return {
+            "bench": name,
+            "error": f"exited with {done.returncode} and no JSON line",
+            "figures": [],
+            "seconds": seconds,
+        }
     data = json.loads(lines[-1])
     if name == "backinstock" and "figures" not in data:
         data = backinstock_figures(data)
@@ -100,8 +112,9 @@ def machine() -> dict:
     with common._admin_connection() as conn:
         postgres = conn.execute("SHOW server_version").fetchone()[0]
     redis_version = redis.Redis.from_url(f"{common.REDIS_SERVER}/{common.REDIS_DB}").info("server")["redis_version"]
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=common.ROOT, capture_output=True,
-                            text=True).stdout.strip()
+    commit = subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD"], cwd=common.ROOT, capture_output=True, text=True
+    ).stdout.strip()
     return {
         "cpu": cpu,
         "cores": os.cpu_count(),
@@ -132,9 +145,17 @@ def table_rows(results: list[dict]) -> list[list[str]]:
     for result in results:
         for f in result.get("figures", []):
             ratio = f"{f['ratio']:.2f}" if f.get("ratio") is not None else ""
-            rows.append([result["bench"], f["name"], fmt(f["value"], f["unit"]),
-                         f"{fmt(f['baseline_value'], f['unit'])} ({f['baseline']})" if f["baseline"] else "",
-                         ratio, f["target"], verdict(f["ok"])])
+            rows.append(
+                [
+                    result["bench"],
+                    f["name"],
+                    fmt(f["value"], f["unit"]),
+                    f"{fmt(f['baseline_value'], f['unit'])} ({f['baseline']})" if f["baseline"] else "",
+                    ratio,
+                    f["target"],
+                    verdict(f["ok"]),
+                ]
+            )
         if result.get("error"):
             rows.append([result["bench"], "did not finish", result["error"], "", "", "", "**missed**"])
     return rows
@@ -214,7 +235,8 @@ def main() -> None:
     output.parent.mkdir(parents=True, exist_ok=True)
     common.LOG_DIR.mkdir(parents=True, exist_ok=True)
     output.write_text(markdown(results, info, command, args.quick, started, time.monotonic() - clock))
-    (common.LOG_DIR / ("results-quick.json" if args.quick else "results.json")).write_text(json.dumps(results, indent=1))
+    results_file = common.LOG_DIR / ("results-quick.json" if args.quick else "results.json")
+    results_file.write_text(json.dumps(results, indent=1))
     common.progress(f"run_all: wrote {output}")
     sys.exit(1 if any(r.get("error") for r in results) else 0)
 
