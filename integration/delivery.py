@@ -26,7 +26,7 @@ from django.db.models import Max, Q
 from django.utils import timezone
 
 from .models import Connection, Delivery, DeliveryAttempt, InboundEvent
-from .rule.client import RuleRequestError, error_message, get_client
+from .rule.client import RuleRequestError, error_message, get_client, scrub
 
 log = logging.getLogger(__name__)
 
@@ -197,13 +197,16 @@ def deliver(delivery_id: int) -> str:
     claimed = _claim(delivery_id)
     if claimed is None:
         return "not due"
-    return _send_claimed(claimed).outcome
+    attempt = _send_claimed(claimed)
+    log.info("delivery %s attempt %s: %s %s", delivery_id, attempt.number, attempt.status_code or "-", attempt.outcome)
+    return attempt.outcome
 
 
 def send_now(delivery: Delivery, wait_seconds: float | None = None) -> DeliveryAttempt:
     """Send an open delivery now, synchronously (the admin's test call); same classification as deliver().
 
-    When a worker has it already, wait for that worker's attempt instead of sending a second time."""
+    It goes even while the connection is paused or held (an operator's explicit call); when a worker has it
+    already, wait for that worker's attempt instead of sending a second time."""
     claimed = _claim(delivery.pk, force=True)
     attempt = _send_claimed(claimed) if claimed is not None else _wait_for_attempt(delivery, wait_seconds)
     delivery.refresh_from_db()
@@ -251,7 +254,8 @@ def _send_claimed(delivery: Delivery, note: str = "") -> DeliveryAttempt:
     attempt.duration_ms = int((time.monotonic() - started) * 1000)
     if response is not None:
         attempt.status_code = response.status_code
-        attempt.response_body = _cut(response.text)
+        # Rule has no reason to echo the key, but stored answers must never hold it whatever Rule says.
+        attempt.response_body = _cut(scrub(response.text or "", connection.rule_api_key or ""))
     return _classify(delivery, attempt, response)
 
 
@@ -301,7 +305,7 @@ def _classify(delivery: Delivery, attempt: DeliveryAttempt, response) -> Deliver
         return attempt
 
     if code is None or code >= 500 or code == 408:
-        reason = attempt.error or error_message(response)
+        reason = attempt.error or _rule_message(delivery, response)
         _save_attempt(attempt, OUTCOME_RETRY)
         if delivery.attempt_count >= MAX_ATTEMPTS:
             _finish(delivery, S.FAILED, f"gave up after {delivery.attempt_count} attempts: {reason}")
@@ -310,7 +314,7 @@ def _classify(delivery: Delivery, attempt: DeliveryAttempt, response) -> Deliver
             _wait(delivery, S.RETRYING, when, f"attempt {delivery.attempt_count} of {MAX_ATTEMPTS}: {reason}")
         return attempt
 
-    message = error_message(response)
+    message = _rule_message(delivery, response)
     if code == 429:
         until = parse_retry_after(response.headers.get("Retry-After"), now)
         hold_connection(connection, until)
@@ -346,6 +350,10 @@ def _classify(delivery: Delivery, attempt: DeliveryAttempt, response) -> Deliver
     _save_attempt(attempt, OUTCOME_FAILED)
     _finish(delivery, S.FAILED, message)
     return attempt
+
+
+def _rule_message(delivery: Delivery, response) -> str:
+    return scrub(error_message(response), delivery.connection.rule_api_key or "")
 
 
 def _points_at_phone(response) -> bool:

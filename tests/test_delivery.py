@@ -483,3 +483,15 @@ def test_no_cart_tag_removal_when_switched_off(rule_connection, fake_rule):
     d = make_delivery(rule_connection)
     delivery.deliver(d.pk)
     assert not Delivery.objects.filter(event="RemoveCartTag").exists()
+
+
+def test_the_rule_key_is_stored_nowhere_even_when_rule_echoes_it(rule_connection, fake_rule):
+    fake_rule.fail(500, body={"error": "UnexpectedError", "message": f"bad request with key {fake_rule.api_key}"})
+    d = make_delivery(rule_connection)
+
+    delivery.deliver(d.pk)
+
+    d.refresh_from_db()
+    attempt = d.attempts.get()
+    assert fake_rule.api_key not in attempt.response_body and "[api key]" in attempt.response_body
+    assert fake_rule.api_key not in d.last_error
