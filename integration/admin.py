@@ -248,7 +248,9 @@ class ConnectionAdmin(admin.ModelAdmin):
         # The page shows subscriber data from stored events: the same permissions as reading those.
         if not (self.has_view_permission(request) and request.user.has_perm("integration.view_inboundevent")):
             raise PermissionDenied
-        form = PreviewForm(request.GET or None)
+        # A link that names only the connection opens the picker without complaining about the rest.
+        params = request.GET
+        form = PreviewForm(params) if params.get("event") else PreviewForm(initial=params.dict())
         context: dict[str, Any] = {
             **self.admin_site.each_context(request),
             "title": "Preview a Rule request",

@@ -588,6 +588,17 @@ def test_preview_needs_permission_to_read_connections_and_events(client, shop):
     assert preview(client, connection=shop.pk, event="OrderShipped").status_code == 200
 
 
+def test_the_connection_page_opens_the_preview_picker(admin_client, shop):
+    html = admin_client.get(change_url(shop)).content.decode()
+    link = f"{reverse('admin:integration_preview')}?connection={shop.pk}"
+    assert f'href="{link}"' in html
+
+    picker = admin_client.get(link).content.decode()
+    assert "This field is required" not in picker
+    assert f'<option value="{shop.pk}" selected>' in picker
+    assert 'id="preview-body"' not in picker
+
+
 def test_flow_rows_link_to_their_preview(admin_client, shop):
     html = admin_client.get(change_url(shop)).content.decode()
 
