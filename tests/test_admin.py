@@ -15,8 +15,8 @@ from django.db import connection as db_connection
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
+from integration import catalog, emit
 from integration import delivery as delivery_module
-from integration import emit
 from integration.encryption import mask
 from integration.mapping.samples import SAMPLES
 from integration.models import Connection, Delivery, DeliveryAttempt, InboundEvent
@@ -603,3 +603,24 @@ def test_flow_rows_link_to_their_preview(admin_client, shop):
     html = admin_client.get(change_url(shop)).content.decode()
 
     assert f"{reverse('admin:integration_preview')}?connection={shop.pk}&amp;event=OrderShipped" in html
+
+
+def test_a_connection_is_added_with_its_secrets_and_flows(admin_client):
+    url = reverse("admin:integration_connection_add")
+    page = admin_client.get(url)
+    assert "Shown once the connection is saved." in page.content.decode()
+    data = form_data(page)
+    data.update(
+        name="new-shop",
+        new_rule_api_key="rule-key-added-31415",
+        new_signing_secrets="whsec-a, whsec-b",
+        test_email="me@example.com",
+    )
+
+    response = admin_client.post(url, data)
+
+    assert response.status_code == 302, response.content.decode()[:2000]
+    conn = Connection.objects.get(name="new-shop")
+    assert conn.rule_api_key == "rule-key-added-31415"
+    assert conn.signing_secret_list == ["whsec-a", "whsec-b"]
+    assert conn.flows.count() == len(catalog.EVENTS)
