@@ -44,10 +44,11 @@ def decrypt(stored: str) -> str:
 
 
 def mask(value: str | None) -> str:
-    """What the admin and logs show instead of a secret: its length hidden, last 4 characters at most."""
+    """What the admin and logs show instead of a secret: its length hidden; the last 4 characters only of a
+    long secret (enough to tell two keys apart, never enough to guess a short one)."""
     if not value:
         return ""
-    if len(value) <= 8:
+    if len(value) < 16:
         return "••••"
     return "••••" + value[-4:]
 

@@ -42,10 +42,20 @@ class TestCallResult:
 
 
 def enabled_flows(connection: Connection) -> list:
-    """The connection's enabled flows in catalog order."""
+    """The connection's enabled flows in catalog order; OrderPlaced only in manual-confirmation mode,
+    the only mode in which it is ever sent."""
     order = {name: index for index, name in enumerate(catalog.EVENTS)}
-    flows = [f for f in connection.flows.all() if f.enabled]
+    flows = [
+        f
+        for f in connection.flows.all()
+        if f.enabled and (connection.manual_confirmation or not _manual_only(f.event))
+    ]
     return sorted(flows, key=lambda f: order.get(f.event, len(order)))
+
+
+def _manual_only(event: str) -> bool:
+    spec = catalog.EVENTS.get(event)
+    return bool(spec and spec.manual_mode_only)
 
 
 def send_test_calls(connection: Connection) -> list[TestCallResult]:

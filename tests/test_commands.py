@@ -214,6 +214,20 @@ def test_send_test_call_prints_each_flows_result(rule_connection, fake_rule):
     assert rule_connection.rule_api_key not in text
 
 
+def test_send_test_call_sends_order_placed_only_in_manual_confirmation_mode(rule_connection, fake_rule):
+    # given: the cart and order flows on, the connection in auto-confirm mode
+    rule_connection.flows.exclude(event__in=["OrderPlaced", "OrderCompleted"]).update(enabled=False)
+
+    # when / then: OrderPlaced is never sent in auto-confirm mode, so its test call is not made either
+    data, _ = run("send_test_call", rule_connection.name)
+    assert [r["event"] for r in data["results"]] == ["OrderCompleted"]
+
+    # when / then: in manual-confirmation mode both go
+    Connection.objects.filter(pk=rule_connection.pk).update(manual_confirmation=True)
+    data, _ = run("send_test_call", rule_connection.name)
+    assert [r["event"] for r in data["results"]] == ["OrderPlaced", "OrderCompleted"]
+
+
 def test_send_test_call_fails_loudly(rule_connection, fake_rule):
     rule_connection.flows.exclude(event="OrderCompleted").update(enabled=False)
     fake_rule.fail(400, body={"error": "BadRequest", "message": "nope"})
