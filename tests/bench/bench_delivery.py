@@ -4,10 +4,13 @@ At 20 ms of Rule latency the ideal is workers / latency (100/s); target >= 0.7 o
 the cost of one delivery (worker time per delivery). N pending deliveries are made with
 integration.delivery.create_delivery (enqueued on commit), then qcluster starts and the clock runs until all
 succeeded. The rate is N over the time from the first attempt's start to the last delivery's finish (from the
-rows), so the cluster's start-up is not counted; the wall time including start-up is reported too.
+rows), so the cluster's start-up is not counted; the wall time including start-up is reported too. Each
+configuration runs in a process of its own: Django's settings and django-q's broker are fixed at start-up.
 Run alone: `.venv/bin/python tests/bench/bench_delivery.py [--quick]`.
 """
 
+import json
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -81,7 +84,7 @@ def one_run(broker: str, latency_ms: int, count: int, synchronous_commit: bool =
             wall = time.monotonic() - started
         first = DeliveryAttempt.objects.aggregate(t=Min("started_at"))["t"]
         last = Delivery.objects.aggregate(t=Max("finished_at"))["t"]
-        statuses = set(Delivery.objects.values_list("status", flat=True).distinct())
+        statuses = set(Delivery.objects.order_by().values_list("status", flat=True).distinct())
     span = (last - first).total_seconds() if first and last else float("nan")
     connections.close_all()
     return {
@@ -96,14 +99,34 @@ def one_run(broker: str, latency_ms: int, count: int, synchronous_commit: bool =
     }
 
 
+def isolated_run(broker: str, latency_ms: int, count: int, synchronous_commit: bool = True) -> dict:
+    """one_run() in a fresh process (`--run BROKER LATENCY COUNT`), so its settings are its own."""
+    command = [common.PYTHON, __file__, "--run", broker, str(latency_ms), str(count)]
+    if not synchronous_commit:
+        command.append("--no-synchronous-commit")
+    done = subprocess.run(command, cwd=common.ROOT, stdout=subprocess.PIPE, text=True, check=True)
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
 def main() -> None:
-    args = common.parse_args(__doc__)
+    args = common.parse_args(
+        __doc__,
+        [
+            ("--run", {"nargs": 3, "metavar": ("BROKER", "LATENCY_MS", "COUNT"), "help": "one configuration only"}),
+            ("--no-synchronous-commit", {"action": "store_true", "help": "with --run: commits do not wait for fsync"}),
+        ],
+    )
+    if args.run:
+        broker, latency_ms, count = args.run
+        result = one_run(broker, int(latency_ms), int(count), synchronous_commit=not args.no_synchronous_commit)
+        print(json.dumps(result), flush=True)
+        return
     count_slow, count_fast = (300, 300) if args.quick else (2000, 2000)
     ideal = WORKERS / 0.020
     figures, notes, runs = [], [], []
     for broker in ("redis", "orm"):
         for latency_ms, count in ((20, count_slow), (0, count_fast)):
-            run = one_run(broker, latency_ms, count)
+            run = isolated_run(broker, latency_ms, count)
             runs.append(run)
             common.progress(
                 f"delivery: {broker} at {latency_ms} ms: {run['rate']:.1f}/s "
@@ -149,7 +172,7 @@ def main() -> None:
                 f"to last finish, {run['wall_s']:.2f} s wall including qcluster start-up"
             )
     # Diagnostic, no target: the same 20 ms run with commits not waiting for fsync, to show their share.
-    run = one_run("redis", 20, count_slow, synchronous_commit=False)
+    run = isolated_run("redis", 20, count_slow, synchronous_commit=False)
     common.progress(f"delivery: redis at 20 ms, synchronous_commit off: {run['rate']:.1f}/s")
     figures.append(
         common.figure(
