@@ -15,6 +15,7 @@ import requests
 from django.db import connection as db_connection
 from django_q.conf import Conf
 
+from integration import inbound
 from integration.mapping.samples import SAMPLES
 from integration.models import Delivery, InboundEvent
 from integration.signature import HEADER, sign
@@ -48,7 +49,7 @@ def wait_for(predicate, timeout: float = 20.0):
 
 @pytest.mark.cluster
 def test_a_signed_order_completed_reaches_rule_through_a_real_worker(
-    transactional_db, live_server, fake_rule, monkeypatch
+    transactional_db, live_server, fake_rule, monkeypatch, request
 ):
     # given a connection pointing at the fake Rule, and a worker process on the test database
     connection = ConnectionFactory(rule_api_url=fake_rule.url, rule_api_key=fake_rule.api_key, signing_secrets=SECRET)
@@ -56,6 +57,9 @@ def test_a_signed_order_completed_reaches_rule_through_a_real_worker(
     # This process (the live server's view) must enqueue on the worker's queue, named and signed with its name.
     monkeypatch.setattr(Conf, "CLUSTER_NAME", cluster_name)
     monkeypatch.setattr(Conf, "PREFIX", cluster_name)
+    # The inbound view keeps one broker per process (bound to the queue name it first saw): start afresh.
+    inbound._broker.cache_clear()
+    request.addfinalizer(inbound._broker.cache_clear)
     env = {
         **os.environ,
         "DATABASE_URL": test_database_url(),
