@@ -119,10 +119,36 @@ def check_signature(request: HttpRequest, body: bytes, connection: Connection) -
 # --- JSON events ----------------------------------------------------------------------------------------------
 
 
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON value")
+
+
+def _reject_nul(value: Any) -> None:
+    # PostgreSQL's jsonb refuses U+0000; stored as-is it would fail every insert (a 503 retried forever).
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            if "\x00" in item:
+                raise ValueError("a string holds the NUL character (\\u0000)")
+        elif isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+
+
+def loads_strict(text: str) -> Any:
+    """json.loads for what we store: no NaN/Infinity (not JSON) and no NUL characters (jsonb rejects them)."""
+    document = json.loads(text, parse_constant=_reject_constant)
+    _reject_nul(document)
+    return document
+
+
 def parse_json_events(body: bytes) -> list[Any]:
     """The events of a JSON body: one event object or `{"events": [...]}` (at most 100)."""
     try:
-        document = json.loads(body.decode("utf-8"))
+        document = loads_strict(body.decode("utf-8"))
     except (UnicodeDecodeError, ValueError) as exc:
         raise InboundError(400, f"body is not valid JSON: {exc}") from exc
     if not isinstance(document, dict):
@@ -237,7 +263,7 @@ def parse_webhook_form(body: bytes) -> Any:
     if not values or not values[0].strip():
         raise InboundError(400, 'form field "payload" is missing')
     try:
-        return json.loads(values[0])
+        return loads_strict(values[0])
     except ValueError as exc:
         raise InboundError(400, f'form field "payload" is not valid JSON: {exc}') from exc
 

@@ -321,6 +321,31 @@ def test_a_body_that_is_not_an_event_document_is_refused(client, connection, raw
 
 
 @pytest.mark.parametrize(
+    ("raw", "message"),
+    [
+        # Python reads these, PostgreSQL's jsonb does not: stored, they would fail as a 503 retried forever.
+        (
+            b'{"id": "n1", "type": "Newsletter", "occurredAt": "2026-01-01T00:00:00Z", "email": "a@b.se", "x": NaN}',
+            "NaN",
+        ),
+        (
+            b'{"id": "n2", "type": "Newsletter", "occurredAt": "2026-01-01", "email": "a@b.se", "x": -Infinity}',
+            "Infinity",
+        ),
+        (
+            b'{"id": "n3", "type": "Newsletter", "occurredAt": "2026-01-01", "email": "a@b.se", "n": "a\\u0000b"}',
+            "NUL",
+        ),
+    ],
+)
+def test_json_that_the_database_cannot_store_is_a_clear_400(client, connection, raw, message):
+    response = post_events(client, connection, None, body=raw)
+    assert response.status_code == 400
+    assert message in response.json()["error"]
+    assert not InboundEvent.objects.exists()
+
+
+@pytest.mark.parametrize(
     "headers",
     [
         {"X-Centra-Signature": ""},

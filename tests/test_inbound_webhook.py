@@ -156,6 +156,8 @@ def test_centras_test_vector_body_reaches_the_parser(client, connection):
         (b"payload=", "missing"),
         (b"payload=%7Bnot-json", "not valid JSON"),
         (b"payload=%5B1%5D", "non-empty JSON object"),
+        (b"payload=%7B%22events%22%3A%5B%7B%22id%22%3ANaN%7D%5D%7D", "NaN"),
+        (b"payload=%7B%22DisplayItems%22%3A%5B%22a%5Cu0000%22%5D%7D", "NUL"),
     ],
 )
 def test_a_missing_or_broken_payload_is_400(client, connection, raw, message):
