@@ -122,7 +122,8 @@ USE_I18N = True
 USE_TZ = True
 
 STATIC_URL = "static/"
-STATIC_ROOT = BASE_DIR / "var" / "static"
+STATIC_ROOT = Path(env.str("STATIC_ROOT", default=str(BASE_DIR / "var" / "static")))
+STATIC_ROOT.mkdir(parents=True, exist_ok=True)  # WhiteNoise warns on every start when it is missing
 # WhiteNoise serves the admin's static files from any server (gunicorn too, DEBUG off); finders mean no
 # collectstatic step is needed for this small set of files.
 WHITENOISE_USE_FINDERS = True
