@@ -2,6 +2,7 @@
 
 import base64
 import binascii
+import contextlib
 import hashlib
 from functools import cache
 
@@ -13,11 +14,10 @@ PREFIX = "fernet:"
 
 
 def _as_fernet_key(raw: str) -> bytes:
-    try:
+    """A Fernet key as given; any other string (a passphrase) hashed into one."""
+    with contextlib.suppress(binascii.Error, ValueError):
         if len(base64.urlsafe_b64decode(raw.encode())) == 32:
             return raw.encode()
-    except (binascii.Error, ValueError):
-        pass
     return base64.urlsafe_b64encode(hashlib.sha256(raw.encode()).digest())
 
 

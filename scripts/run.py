@@ -5,6 +5,7 @@ Runs on SQLite unless DATABASE_URL says otherwise. Ctrl-C stops both processes.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 import signal
@@ -73,10 +74,9 @@ def main() -> int:
     print(f"\nAdmin: http://{host}:{port}/admin/   (Ctrl-C stops the web app and the worker)\n")
     procs = [web, worker]
     try:
-        while all(p.poll() is None for p in procs):
-            time.sleep(0.5)
-    except KeyboardInterrupt:
-        pass
+        with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C: stop both below
+            while all(p.poll() is None for p in procs):
+                time.sleep(0.5)
     finally:
         for p in procs:
             if p.poll() is None:
