@@ -29,9 +29,7 @@ class Connection(models.Model):
     # One secret per line; several allow rotation without downtime. Encrypted at rest.
     signing_secrets = EncryptedTextField(blank=True, default="")
     rule_api_key = EncryptedTextField(blank=True, default="")
-    rule_api_url = models.URLField(
-        max_length=300, blank=True, default="", help_text="Empty: the RULE_API_URL setting."
-    )
+    rule_api_url = models.URLField(max_length=300, blank=True, default="", help_text="Empty: the RULE_API_URL setting.")
     centra_api_url = models.URLField(
         max_length=300, blank=True, default="", help_text="https://<tenant>.centra.com/graphql"
     )
@@ -66,9 +64,7 @@ class Connection(models.Model):
     # Operations
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.ACTIVE)
     paused_reason = models.TextField(blank=True, default="")
-    hold_until = models.DateTimeField(
-        null=True, blank=True, help_text="Rule said 429: nothing is sent before this."
-    )
+    hold_until = models.DateTimeField(null=True, blank=True, help_text="Rule said 429: nothing is sent before this.")
     reconcile_interval_minutes = models.PositiveIntegerField(default=10)
     reconcile_cursor = models.DateTimeField(null=True, blank=True)
     last_reconcile_at = models.DateTimeField(null=True, blank=True)
@@ -115,7 +111,6 @@ class Connection(models.Model):
         return (base or settings.PUBLIC_BASE_URL).rstrip("/") + reverse("centra-webhook", args=[self.token])
 
 
-
 class Flow(models.Model):
     """One catalog event of one connection: on/off, Rule tags, automation mode, fields left out."""
 
@@ -123,9 +118,7 @@ class Flow(models.Model):
     event = models.CharField(max_length=40, choices=catalog.EVENT_CHOICES)
     enabled = models.BooleanField(default=True)
     tags = models.JSONField(default=list, blank=True)
-    automation = models.CharField(
-        max_length=10, choices=catalog.AUTOMATION_CHOICES, default=catalog.DEFAULT_AUTOMATION
-    )
+    automation = models.CharField(max_length=10, choices=catalog.AUTOMATION_CHOICES, default=catalog.DEFAULT_AUTOMATION)
     excluded_fields = models.JSONField(default=list, blank=True)
 
     class Meta:
@@ -234,9 +227,7 @@ class Delivery(models.Model):
     request_body = models.JSONField(null=True, blank=True)
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING)
     trigger = models.CharField(max_length=10, choices=Trigger.choices, default=Trigger.EVENT)
-    attempt_count = models.PositiveIntegerField(
-        default=0, help_text="Attempts held against the retry budget."
-    )
+    attempt_count = models.PositiveIntegerField(default=0, help_text="Attempts held against the retry budget.")
     next_attempt_at = models.DateTimeField(null=True, blank=True)
     lease_until = models.DateTimeField(null=True, blank=True)
     last_error = models.TextField(blank=True, default="")
@@ -251,9 +242,7 @@ class Delivery(models.Model):
 
     class Meta:
         constraints = [
-            models.UniqueConstraint(
-                fields=["connection", "idempotency_key"], name="uniq_delivery_idempotency"
-            ),
+            models.UniqueConstraint(fields=["connection", "idempotency_key"], name="uniq_delivery_idempotency"),
         ]
         indexes = [
             models.Index(fields=["status", "next_attempt_at"], name="delivery_due"),
@@ -288,9 +277,7 @@ class DeliveryAttempt(models.Model):
         default="",
         help_text="succeeded, retry, rate_limited, paused, failed, or in progress (empty)",
     )
-    counted = models.BooleanField(
-        default=True, help_text="False for a 429: not held against the retry budget."
-    )
+    counted = models.BooleanField(default=True, help_text="False for a 429: not held against the retry budget.")
     note = models.TextField(blank=True, default="")
 
     class Meta:

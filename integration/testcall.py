@@ -46,9 +46,7 @@ def enabled_flows(connection: Connection) -> list:
     the only mode in which it is ever sent."""
     order = {name: index for index, name in enumerate(catalog.EVENTS)}
     flows = [
-        f
-        for f in connection.flows.all()
-        if f.enabled and (connection.manual_confirmation or not _manual_only(f.event))
+        f for f in connection.flows.all() if f.enabled and (connection.manual_confirmation or not _manual_only(f.event))
     ]
     return sorted(flows, key=lambda f: order.get(f.event, len(order)))
 

@@ -18,9 +18,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("connection", help="connection name")
     parser.add_argument("type", help="event type, e.g. OrderCompleted")
     parser.add_argument("--file", help="JSON file with the event body (default: the built-in sample)")

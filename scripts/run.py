@@ -67,9 +67,7 @@ def main() -> int:
     ensure_admin()
     host = os.environ.get("HOST", "127.0.0.1")
     port = os.environ.get("PORT", "8000")
-    web = subprocess.Popen(
-        [sys.executable, "manage.py", "runserver", f"{host}:{port}", "--noreload"], cwd=ROOT
-    )
+    web = subprocess.Popen([sys.executable, "manage.py", "runserver", f"{host}:{port}", "--noreload"], cwd=ROOT)
     worker = subprocess.Popen([sys.executable, "manage.py", "qcluster"], cwd=ROOT)
     print(f"\nAdmin: http://{host}:{port}/admin/   (Ctrl-C stops the web app and the worker)\n")
     procs = [web, worker]
