@@ -22,7 +22,7 @@ from urllib.parse import quote
 from zoneinfo import ZoneInfo
 
 from django.db import IntegrityError, transaction
-from django.db.models import Max, Q
+from django.db.models import Count, Max, Q
 from django.utils import timezone
 
 from .models import Connection, Delivery, DeliveryAttempt, InboundEvent
@@ -149,22 +149,38 @@ def _due_q(now: datetime) -> Q:
     return Q(status__in=[S.PENDING, S.RETRYING], next_attempt_at__lte=now) | Q(status=S.SENDING, lease_until__lt=now)
 
 
-def _claim(delivery_id: int, *, force: bool = False) -> Delivery | None:
-    """Take the delivery for this worker (status sending, lease set) if it is due; None when it is not ours."""
+def _sendable_connections(now: datetime):
+    """Connections that may send now: not paused and not held by a 429 (see _held_or_paused)."""
+    return Connection.objects.filter(
+        Q(hold_until__isnull=True) | Q(hold_until__lte=now), status=Connection.Status.ACTIVE
+    ).values("pk")
+
+
+def _claim(delivery_id: int, *, force: bool = False, sendable_only: bool = False) -> Delivery | None:
+    """Take the delivery for this worker (status sending, lease set) if it is due; None when it is not ours.
+
+    The conditional UPDATE comes first and the claimed row is loaded once after it, so what the worker sends is
+    what it claimed. With `sendable_only` the UPDATE also requires a connection that may send now."""
     now = timezone.now()
     rows = Delivery.objects.filter(pk=delivery_id)
     if force:  # an operator's explicit call: any open delivery not being sent right now
         rows = rows.filter(Q(status__in=[S.PENDING, S.RETRYING]) | Q(status=S.SENDING, lease_until__lt=now))
     else:
         rows = rows.filter(_due_q(now))
+    if sendable_only:
+        rows = rows.filter(connection_id__in=_sendable_connections(now))
     claimed = rows.update(status=S.SENDING, lease_until=now + LEASE, updated_at=now)
     if not claimed:
         return None
     delivery = Delivery.objects.select_related("connection").get(pk=delivery_id)
-    # A worker that died mid-call left an attempt without an answer: close it so the log says what happened.
-    delivery.attempts.filter(outcome="").update(
-        outcome=OUTCOME_RETRY, error="no answer recorded: the worker stopped during the call (lease expired)"
-    )
+    # One look at the attempt log: the last number (for the next attempt) and whether a worker that died
+    # mid-call left an attempt without an answer.
+    log_state = delivery.attempts.aggregate(last=Max("number"), unanswered=Count("pk", filter=Q(outcome="")))
+    if log_state["unanswered"]:  # close it so the log says what happened
+        delivery.attempts.filter(outcome="").update(
+            outcome=OUTCOME_RETRY, error="no answer recorded: the worker stopped during the call (lease expired)"
+        )
+    delivery._last_attempt_number = log_state["last"] or 0
     return delivery
 
 
@@ -186,17 +202,22 @@ def _held_or_paused(delivery: Delivery, now: datetime) -> str | None:
 
 def deliver(delivery_id: int) -> str:
     """Send one due delivery once, if no other worker has it; returns what happened (for logs and tests)."""
-    delivery = (
-        Delivery.objects.select_related("connection").filter(pk=delivery_id, status__in=Delivery.OPEN_STATUSES).first()
-    )
-    if delivery is None:
-        return "closed"
-    waiting = _held_or_paused(delivery, timezone.now())
-    if waiting:
-        return waiting
-    claimed = _claim(delivery_id)
-    if claimed is None:
-        return "not due"
+    # The usual case in one statement: due, not in flight, and its connection may send.
+    claimed = _claim(delivery_id, sendable_only=True)
+    if claimed is None:  # find out why not (closed, paused, held by a 429, not due), or claim after a resume
+        delivery = (
+            Delivery.objects.select_related("connection")
+            .filter(pk=delivery_id, status__in=Delivery.OPEN_STATUSES)
+            .first()
+        )
+        if delivery is None:
+            return "closed"
+        waiting = _held_or_paused(delivery, timezone.now())
+        if waiting:
+            return waiting
+        claimed = _claim(delivery_id)
+        if claimed is None:
+            return "not due"
     attempt = _send_claimed(claimed)
     log.info("delivery %s attempt %s: %s %s", delivery_id, attempt.number, attempt.status_code or "-", attempt.outcome)
     return attempt.outcome
@@ -227,7 +248,10 @@ def _wait_for_attempt(delivery: Delivery, wait_seconds: float | None) -> Deliver
 
 
 def _new_attempt(delivery: Delivery, note: str = "") -> DeliveryAttempt:
-    number = (delivery.attempts.aggregate(n=Max("number"))["n"] or 0) + 1
+    last = getattr(delivery, "_last_attempt_number", None)  # known when this worker claimed the delivery
+    if last is None:
+        last = delivery.attempts.aggregate(n=Max("number"))["n"] or 0
+    number = delivery._last_attempt_number = last + 1
     if number == 1 and delivery.notes:
         note = "\n".join(filter(None, [delivery.notes, note]))
     return DeliveryAttempt.objects.create(delivery=delivery, number=number, started_at=timezone.now(), note=note)
