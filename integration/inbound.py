@@ -10,6 +10,7 @@ import functools
 import hashlib
 import json
 import logging
+from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -17,7 +18,7 @@ from urllib.parse import parse_qs
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from django.conf import settings
-from django.db import IntegrityError, transaction
+from django.db import connections, transaction
 from django.db.models import F
 from django.http import HttpRequest
 from django.utils import timezone
@@ -31,7 +32,7 @@ from .signature import HEADER, SignatureError, parse_header, verify_signature
 log = logging.getLogger(__name__)
 
 MAX_EVENTS_PER_REQUEST = 100
-PROCESS_TASK = "integration.tasks.process_inbound"
+PROCESS_TASK = "integration.tasks.process_inbound_batch"
 # Centra webhook types we turn into catalog events; `account` and anything new are kept but not processed.
 WEBHOOK_TYPES = frozenset({"order", "shipment", "return", "customer"})
 # Storefront catalogue keys that may mean stock changed (the back-in-stock app handles them).
@@ -352,48 +353,82 @@ def _catalogue_rows(document: dict, signed_at: int) -> list[NewEvent]:
 
 
 def store_events(connection: Connection, rows: list[NewEvent]) -> StoreResult:
-    """Store every row in one transaction; a known dedupe key counts as a duplicate and is not processed again."""
+    """Store every row in one transaction; a known dedupe key counts as a duplicate and is not processed again.
+
+    Set-based: one INSERT ... ON CONFLICT DO NOTHING RETURNING for all rows (a key another request stored, even
+    one committed a moment ago, is simply not inserted), one UPDATE of duplicate_count per distinct increment
+    (usually one), and one task on commit carrying the ids of the new events to process.
+    """
     result = StoreResult()
-    now = timezone.now()
+    first_of_key: dict[str, NewEvent] = {}
+    repeats: Counter[str] = Counter()
+    for row in rows:
+        if row.dedupe_key in first_of_key:
+            repeats[row.dedupe_key] += 1  # the same event twice in one request
+        else:
+            first_of_key[row.dedupe_key] = row
     with transaction.atomic():
-        for row in rows:
-            if _count_duplicate(connection, row.dedupe_key):
-                result.duplicates += 1
-                continue
-            ignored = bool(row.ignore_reason)
-            try:
-                with transaction.atomic():
-                    inbound = InboundEvent.objects.create(
-                        connection=connection,
-                        source=row.source,
-                        dedupe_key=row.dedupe_key,
-                        event_type=row.event_type,
-                        object_ref=row.object_ref,
-                        email=row.email,
-                        payload=row.payload,
-                        occurred_at=row.occurred_at,
-                        received_at=now,
-                        status=InboundEvent.Status.IGNORED if ignored else InboundEvent.Status.RECEIVED,
-                        processed_at=now if ignored else None,
-                        error=row.ignore_reason,
-                    )
-            except IntegrityError:
-                # Another request stored the same key between our check and our insert.
-                _count_duplicate(connection, row.dedupe_key)
-                result.duplicates += 1
+        inserted = _insert_new(connection, list(first_of_key.values()), timezone.now())
+        for key, row in first_of_key.items():
+            if key not in inserted:
+                repeats[key] += 1
                 continue
             result.accepted += 1
-            if not ignored:
-                result.stored_ids.append(inbound.pk)
-                transaction.on_commit(lambda pk=inbound.pk: enqueue_processing(pk))
+            if not row.ignore_reason:
+                result.stored_ids.append(inserted[key])
+        _count_duplicates(connection, repeats)
+        if result.stored_ids:
+            transaction.on_commit(functools.partial(enqueue_processing, list(result.stored_ids)))
+    result.duplicates = sum(repeats.values())
     return result
 
 
-def _count_duplicate(connection: Connection, dedupe_key: str) -> bool:
-    updated = InboundEvent.objects.filter(connection=connection, dedupe_key=dedupe_key).update(
-        duplicate_count=F("duplicate_count") + 1
+def _insert_new(connection: Connection, rows: list[NewEvent], now: datetime) -> dict[str, int]:
+    """Insert the rows whose dedupe key the connection does not have yet; {dedupe_key: id} of those inserted."""
+    if not rows:
+        return {}
+    db = connections[InboundEvent.objects.db]
+    fields = [f for f in InboundEvent._meta.concrete_fields if not f.primary_key]
+    values: list[Any] = []
+    for row in rows:
+        ignored = bool(row.ignore_reason)
+        event = InboundEvent(
+            connection=connection,
+            source=row.source,
+            dedupe_key=row.dedupe_key,
+            event_type=row.event_type,
+            object_ref=row.object_ref,
+            email=row.email,
+            payload=row.payload,
+            occurred_at=row.occurred_at,
+            received_at=now,
+            status=InboundEvent.Status.IGNORED if ignored else InboundEvent.Status.RECEIVED,
+            processed_at=now if ignored else None,
+            error=row.ignore_reason,
+        )
+        values.extend(f.get_db_prep_save(getattr(event, f.attname), connection=db) for f in fields)
+    quote = db.ops.quote_name
+    placeholders = "(" + ", ".join(["%s"] * len(fields)) + ")"
+    sql = (
+        f"INSERT INTO {quote(InboundEvent._meta.db_table)} ({', '.join(quote(f.column) for f in fields)}) "
+        f"VALUES {', '.join([placeholders] * len(rows))} "
+        f"ON CONFLICT ({quote('connection_id')}, {quote('dedupe_key')}) DO NOTHING "
+        f"RETURNING {quote('id')}, {quote('dedupe_key')}"
     )
-    return updated > 0
+    with db.cursor() as cursor:
+        cursor.execute(sql, values)
+        return {dedupe_key: pk for pk, dedupe_key in cursor.fetchall()}
+
+
+def _count_duplicates(connection: Connection, repeats: Counter[str]) -> None:
+    """duplicate_count += n for every known key: one UPDATE per distinct n (almost always just n = 1)."""
+    by_increment: dict[int, list[str]] = {}
+    for key, times in repeats.items():
+        by_increment.setdefault(times, []).append(key)
+    for times, keys in by_increment.items():
+        InboundEvent.objects.filter(connection=connection, dedupe_key__in=keys).update(
+            duplicate_count=F("duplicate_count") + times
+        )
 
 
 @functools.cache
@@ -405,11 +440,12 @@ def _broker():  # noqa: ANN202
     return get_broker()
 
 
-def enqueue_processing(inbound_id: int) -> None:
-    """Hand the event to the worker; if the broker is down the sweeper picks the stored row up later."""
+def enqueue_processing(inbound_ids: list[int]) -> None:
+    """Hand one request's new events to the worker as one task; if the broker is down the sweeper picks the
+    stored rows up later (one by one)."""
     from django_q.tasks import async_task
 
     try:
-        async_task(PROCESS_TASK, inbound_id, broker=_broker())
-    except Exception as exc:  # the row is committed: a lost enqueue only delays it until the next sweep
-        log.warning("could not enqueue inbound event %s: %s", inbound_id, exc.__class__.__name__)
+        async_task(PROCESS_TASK, inbound_ids, broker=_broker())
+    except Exception as exc:  # the rows are committed: a lost enqueue only delays them until the next sweep
+        log.warning("could not enqueue %d inbound event(s): %s", len(inbound_ids), exc.__class__.__name__)

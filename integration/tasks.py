@@ -19,3 +19,16 @@ def deliver(delivery_id: int) -> str:
 def sweep() -> dict[str, int]:
     """Enqueue what is due (the every-minute schedule)."""
     return delivery.sweep()
+
+
+def process_inbound_batch(inbound_ids: list[int]) -> dict[str, int]:
+    """Turn the inbound events one request stored into deliveries, one after the other (one task per request).
+
+    Each event is processed exactly as process_inbound does it; an event left `received` by a failure here is
+    picked up again, on its own, by the sweeper.
+    """
+    outcomes: dict[str, int] = {}
+    for inbound_id in inbound_ids:
+        status = process_inbound_event(inbound_id)
+        outcomes[status] = outcomes.get(status, 0) + 1
+    return outcomes

@@ -74,7 +74,7 @@ def test_a_signed_event_is_stored_and_enqueued_only_on_commit(client, connection
     for callback in callbacks:
         callback()
     stored = InboundEvent.objects.get()
-    assert queued_tasks() == [("integration.tasks.process_inbound", (stored.pk,))]
+    assert queued_tasks() == [("integration.tasks.process_inbound_batch", ([stored.pk],))]
     assert stored.source == "events"
     assert stored.event_type == "OrderCompleted"
     assert stored.dedupe_key == "events:evt-1"
@@ -193,25 +193,37 @@ def test_the_same_event_twice_in_one_request(client, connection, django_capture_
     assert len(queued_tasks()) == 1
 
 
-def test_a_duplicate_stored_by_a_concurrent_request_is_counted(client, connection, monkeypatch):
-    # Given another request stored the event after our duplicate check ran (the insert then hits the constraint)
-    from integration import inbound
+def test_a_duplicate_stored_by_a_concurrent_request_is_counted(client, connection, django_capture_on_commit_callbacks):
+    # Given another request stores the event after our checks, just before our INSERT runs
+    def other_request_first(execute, sql, params, many, context):
+        if "ON CONFLICT" in sql.upper() and not InboundEvent.objects.exists():
+            InboundEvent.objects.create(
+                connection=connection, source="events", dedupe_key="events:evt-1", event_type="OrderCompleted"
+            )
+        return execute(sql, params, many, context)
 
-    InboundEvent.objects.create(
-        connection=connection, source="events", dedupe_key="events:evt-1", event_type="OrderCompleted"
-    )
-    real_check = inbound._count_duplicate
-    calls = []
-
-    def check_before_the_other_commit(conn, key):
-        calls.append(key)
-        return False if len(calls) == 1 else real_check(conn, key)
-
-    monkeypatch.setattr(inbound, "_count_duplicate", check_before_the_other_commit)
-    response = post_events(client, connection, order_completed())
+    with django_capture_on_commit_callbacks(execute=True), db_connection.execute_wrapper(other_request_first):
+        response = post_events(client, connection, {"events": [order_completed(), order_completed("evt-2")]})
+    # Then ours is answered as a duplicate and counted, and only the other event is processed
     assert response.status_code == 200
-    assert response.json() == {"accepted": 0, "duplicates": 1}
-    assert InboundEvent.objects.get().duplicate_count == 1
+    assert response.json() == {"accepted": 1, "duplicates": 1}
+    assert InboundEvent.objects.get(dedupe_key="events:evt-1").duplicate_count == 1
+    assert queued_tasks() == [
+        ("integration.tasks.process_inbound_batch", ([InboundEvent.objects.get(dedupe_key="events:evt-2").pk],))
+    ]
+
+
+def test_one_request_is_one_task_with_the_ids_of_its_new_events(client, connection, django_capture_on_commit_callbacks):
+    # Given one event already stored, one of a disabled flow and two new ones
+    connection.flows.filter(event="Newsletter").update(enabled=False)
+    post_events(client, connection, order_completed("evt-0"))
+    newsletter = {"id": "n-1", "type": "Newsletter", "occurredAt": "2026-01-01T12:00:00Z", "email": "a@example.com"}
+    events = [order_completed("evt-0"), order_completed("evt-1"), newsletter, order_completed("evt-2")]
+    with django_capture_on_commit_callbacks(execute=True):
+        response = post_events(client, connection, {"events": events})
+    assert response.json() == {"accepted": 3, "duplicates": 1}
+    new_ids = [InboundEvent.objects.get(dedupe_key=f"events:evt-{n}").pk for n in (1, 2)]
+    assert queued_tasks() == [("integration.tasks.process_inbound_batch", (new_ids,))]
 
 
 # --- flows and connection state -------------------------------------------------------------------------------
