@@ -501,3 +501,46 @@ def test_a_database_failure_while_storing_is_503_with_retry_after(client, connec
     assert response.status_code == 503
     assert int(response.headers["Retry-After"]) > 0
     assert InboundEvent.objects.count() == 0
+
+
+# --- the fast validation path ---------------------------------------------------------------------------------
+
+TRICKY_EVENTS = [
+    {"id": 5, "type": "Newsletter", "email": "a@example.com"},
+    {"id": "  ", "type": "Newsletter", "email": "a@example.com"},
+    {"id": "x" * 201, "type": "Newsletter", "email": "a@example.com"},
+    {"id": "e", "type": ["Newsletter"], "email": "a@example.com"},
+    {"id": "e", "type": "Newsletter", "email": " a@example.com "},
+    {"id": "e", "type": "Newsletter", "email": "a@example.com", "language": None},
+    {"id": "e", "type": "Newsletter", "email": "a@example.com", "language": "x" * 17},
+    {"id": "e", "type": "Newsletter", "email": "\ud800@example.com"},
+    {"id": "e", "type": "OrderCompleted", "order": {"number": 10452}},
+    {"id": "e", "type": "OrderCompleted", "order": {"number": True}},
+    {"id": "e", "type": "OrderCompleted", "order": {"number": "x" * 65}},
+    {"id": "e", "type": "OrderCompleted", "order": None},
+    {"id": "e", "type": "OrderCreated", "email": "", "selection": "s", "order": {}},
+    {"id": "e", "type": "OrderCreated", "email": " ", "selection": "s", "order": {"customer": {"email": "c@x.se"}}},
+    {"id": "e", "type": "BackInStockSubscribe", "email": "a@b.se", "item": "1-2", "shipTo": {"countryCode": "SEK"}},
+    {"id": "e", "type": "StockUpdate", "items": [{"item": "1", "available": "3"}]},
+    {"id": "e", "type": "StockUpdate", "items": [{"item": "1", "available": 2.0}]},
+    {"id": "e", "type": "StockUpdate", "items": {"item": "1", "available": 2}},
+    {"id": "e", "type": "PasswordReset", "customer": {"email": "a@b.se"}, "passwordRestoreLink": "not a url"},
+]
+
+
+@pytest.mark.parametrize("occurred_at", ["2026-01-01T12:00:00Z", "2026-01-01T12:00:00", "2026-01-01", "2026-13-01"])
+@pytest.mark.parametrize("event", [*VALID_EVENTS, *TRICKY_EVENTS])
+def test_the_fast_path_gives_what_the_serializers_give(event, occurred_at, monkeypatch):
+    from integration import serializers as validation
+
+    event = {"id": "evt-1", "occurredAt": occurred_at, **event}
+    fast = validation.validate_event(event)
+    monkeypatch.setattr(validation, "_plainly_valid", lambda event: False)
+    assert fast == validation.validate_event(event)
+
+
+@pytest.mark.parametrize("event", VALID_EVENTS)
+def test_valid_events_take_the_fast_path(event):
+    from integration import serializers as validation
+
+    assert validation._plainly_valid({"id": "evt-1", "occurredAt": "2026-01-01T12:00:00+01:00", **event})
