@@ -389,35 +389,54 @@ def _insert_new(connection: Connection, rows: list[NewEvent], now: datetime) -> 
         return {}
     db = connections[InboundEvent.objects.db]
     fields = [f for f in InboundEvent._meta.concrete_fields if not f.primary_key]
-    values: list[Any] = []
-    for row in rows:
-        ignored = bool(row.ignore_reason)
-        event = InboundEvent(
-            connection=connection,
-            source=row.source,
-            dedupe_key=row.dedupe_key,
-            event_type=row.event_type,
-            object_ref=row.object_ref,
-            email=row.email,
-            payload=row.payload,
-            occurred_at=row.occurred_at,
-            received_at=now,
-            status=InboundEvent.Status.IGNORED if ignored else InboundEvent.Status.RECEIVED,
-            processed_at=now if ignored else None,
-            error=row.ignore_reason,
-        )
-        values.extend(f.get_db_prep_save(getattr(event, f.attname), connection=db) for f in fields)
+    events = [_unsaved(connection, row, now) for row in rows]
     quote = db.ops.quote_name
-    placeholders = "(" + ", ".join(["%s"] * len(fields)) + ")"
+    columns = ", ".join(quote(f.column) for f in fields)
+    if db.vendor == "postgresql":
+        # All rows as one jsonb parameter: the statement text is the same for every request, so neither psycopg
+        # (which re-parses placeholders of long statements each time) nor PostgreSQL sees 1,400 parameters.
+        records = [{f.column: _json_value(getattr(event, f.attname)) for f in fields} for event in events]
+        source = (
+            f"SELECT {columns} FROM jsonb_to_recordset(%s::jsonb) AS r("
+            + ", ".join(f"{quote(f.column)} {f.db_type(db)}" for f in fields)
+            + ")"
+        )
+        params: list[Any] = [json.dumps(records)]
+    else:
+        placeholders = "(" + ", ".join(["%s"] * len(fields)) + ")"
+        source = "VALUES " + ", ".join([placeholders] * len(events))
+        params = [f.get_db_prep_save(getattr(event, f.attname), connection=db) for event in events for f in fields]
     sql = (
-        f"INSERT INTO {quote(InboundEvent._meta.db_table)} ({', '.join(quote(f.column) for f in fields)}) "
-        f"VALUES {', '.join([placeholders] * len(rows))} "
+        f"INSERT INTO {quote(InboundEvent._meta.db_table)} ({columns}) {source} "
         f"ON CONFLICT ({quote('connection_id')}, {quote('dedupe_key')}) DO NOTHING "
         f"RETURNING {quote('id')}, {quote('dedupe_key')}"
     )
     with db.cursor() as cursor:
-        cursor.execute(sql, values)
+        cursor.execute(sql, params)
         return {dedupe_key: pk for pk, dedupe_key in cursor.fetchall()}
+
+
+def _unsaved(connection: Connection, row: NewEvent, now: datetime) -> InboundEvent:
+    ignored = bool(row.ignore_reason)
+    return InboundEvent(
+        connection=connection,
+        source=row.source,
+        dedupe_key=row.dedupe_key,
+        event_type=row.event_type,
+        object_ref=row.object_ref,
+        email=row.email,
+        payload=row.payload,
+        occurred_at=row.occurred_at,
+        received_at=now,
+        status=InboundEvent.Status.IGNORED if ignored else InboundEvent.Status.RECEIVED,
+        processed_at=now if ignored else None,
+        error=row.ignore_reason,
+    )
+
+
+def _json_value(value: Any) -> Any:
+    """A column value as jsonb_to_recordset reads it back into the column's type (times as ISO 8601)."""
+    return value.isoformat() if isinstance(value, datetime) else value
 
 
 def _count_duplicates(connection: Connection, repeats: Counter[str]) -> None:
