@@ -103,8 +103,11 @@ Q_CLUSTER = {
     "max_attempts": 1,  # our own models drive retries; the broker only carries ids
     "ack_failures": True,
     "catch_up": False,
-    "save_limit": 1000,
-    "poll": 0.2,
+    # Successful tasks are not stored: Delivery/DeliveryAttempt keep the history, and a positive limit makes the
+    # monitor lock and count the whole Success table on every result. Failures are still saved.
+    "save_limit": -1,
+    "poll": 0.2,  # ORM broker: the pusher's sleep when the queue is empty
+    "bulk": env.int("Q_WORKERS", default=2),  # ORM broker: tasks taken per poll (Redis takes one at a time)
     "label": "Task queue",
 }
 if REDIS_URL:

@@ -22,7 +22,7 @@ from urllib.parse import quote
 from zoneinfo import ZoneInfo
 
 from django.db import IntegrityError, transaction
-from django.db.models import Count, Max, Q
+from django.db.models import Exists, Max, OuterRef, Q, Subquery
 from django.utils import timezone
 
 from .models import Connection, Delivery, DeliveryAttempt, InboundEvent
@@ -172,15 +172,22 @@ def _claim(delivery_id: int, *, force: bool = False, sendable_only: bool = False
     claimed = rows.update(status=S.SENDING, lease_until=now + LEASE, updated_at=now)
     if not claimed:
         return None
-    delivery = Delivery.objects.select_related("connection").get(pk=delivery_id)
-    # One look at the attempt log: the last number (for the next attempt) and whether a worker that died
-    # mid-call left an attempt without an answer.
-    log_state = delivery.attempts.aggregate(last=Max("number"), unanswered=Count("pk", filter=Q(outcome="")))
-    if log_state["unanswered"]:  # close it so the log says what happened
+    # The row, its connection and a look at its attempt log in one SELECT: the last attempt number (for the next
+    # attempt) and whether a worker that died mid-call left an attempt without an answer.
+    attempts = DeliveryAttempt.objects.filter(delivery=OuterRef("pk")).order_by()
+    delivery = (
+        Delivery.objects.select_related("connection")
+        .annotate(
+            last_attempt=Subquery(attempts.order_by("-number").values("number")[:1]),
+            unanswered=Exists(attempts.filter(outcome="")),
+        )
+        .get(pk=delivery_id)
+    )
+    if delivery.unanswered:  # close it so the log says what happened
         delivery.attempts.filter(outcome="").update(
             outcome=OUTCOME_RETRY, error="no answer recorded: the worker stopped during the call (lease expired)"
         )
-    delivery._last_attempt_number = log_state["last"] or 0
+    delivery._last_attempt_number = delivery.last_attempt or 0
     return delivery
 
 
