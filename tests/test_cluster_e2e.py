@@ -25,16 +25,13 @@ ROOT = Path(__file__).resolve().parent.parent
 SECRET = "whsec-cluster-e2e"
 
 
-def test_database_url() -> str:
+def worker_database_url() -> str:
     """The test database as a DATABASE_URL the worker process can open."""
     s = db_connection.settings_dict
     if s["ENGINE"] == "django.db.backends.sqlite3":
         return f"sqlite:///{Path(s['NAME']).resolve()}"
     auth = s["USER"] + (f":{s['PASSWORD']}" if s.get("PASSWORD") else "")
     return f"postgres://{auth}@{s['HOST'] or '127.0.0.1'}:{s['PORT'] or 5432}/{s['NAME']}"
-
-
-test_database_url.__test__ = False  # a helper, not a test
 
 
 def wait_for(predicate, timeout: float = 20.0):
@@ -62,7 +59,7 @@ def test_a_signed_order_completed_reaches_rule_through_a_real_worker(
     request.addfinalizer(inbound._broker.cache_clear)
     env = {
         **os.environ,
-        "DATABASE_URL": test_database_url(),
+        "DATABASE_URL": worker_database_url(),
         "Q_CLUSTER_NAME": cluster_name,
         "Q_WORKERS": "1",
         "PYTHONUNBUFFERED": "1",
