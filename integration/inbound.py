@@ -99,8 +99,9 @@ def require_content_type(request: HttpRequest, expected: str) -> None:
 
 
 def connection_for_token(token: str) -> Connection:
-    """The connection whose URL token this is, or 404."""
-    connection = Connection.objects.filter(token=token).first()
+    """The connection whose URL token this is, or 404 (loading only what storing needs: no other secret is
+    decrypted on the request path)."""
+    connection = Connection.objects.only("id", "name", "signing_secrets", "time_zone").filter(token=token).first()
     if connection is None:
         raise InboundError(404, "unknown endpoint")
     return connection
