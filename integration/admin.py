@@ -379,9 +379,9 @@ class DeliveryAdmin(ReadOnlyLogAdmin):
         "created_at",
         "connection",
         "event",
+        "status",
         "email",
         "order_number",
-        "status",
         "trigger",
         "attempt_count",
         "next_attempt_at",
@@ -442,9 +442,9 @@ class InboundEventAdmin(ReadOnlyLogAdmin):
         "connection",
         "source",
         "event_type",
+        "status",
         "object_ref",
         "email",
-        "status",
         "duplicate_count",
     )
     list_filter = ("connection", "source", InboundTypeFilter, "status", ("received_at", DateFieldListFilter))
