@@ -33,13 +33,13 @@ format: install
 	$(BIN)/ruff check --fix .
 
 bench: install
-	$(BIN)/python tests/bench/run_all.py
+	SANDBOX=1 $(BIN)/python tests/bench/run_all.py
 
 fakerule: install
-	$(BIN)/python manage.py fakerule
+	SANDBOX=1 $(BIN)/python manage.py fakerule
 
 fakecentra: install
-	$(BIN)/python manage.py fakecentra
+	SANDBOX=1 $(BIN)/python manage.py fakecentra
 
 clean:
 	rm -rf $(VENV) var *.egg-info

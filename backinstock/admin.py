@@ -8,10 +8,9 @@ from django.contrib import admin, messages
 from django.db.models import Count, QuerySet
 from django.http import HttpRequest
 
+from backinstock import alerts, stock
+from backinstock.models import ItemStock, Restock, StockPoll, Watcher
 from integration.centra.client import CentraError
-
-from . import alerts, stock
-from .models import ItemStock, Restock, StockPoll, Watcher
 
 TOP_ITEMS = 50  # the item filter lists the items with the most waiting watchers
 

@@ -17,13 +17,12 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from integration import delivery
-from integration.emit import flow_for
+from backinstock.models import ItemStock, Restock, Watcher
+from backinstock.stock import open_restock
+from integration.delivery import engine as delivery
 from integration.mapping import FlowConfig, MappingContext, MappingError, build_batch_request, map_event
 from integration.models import Connection
-
-from .models import ItemStock, Restock, Watcher
-from .stock import open_restock
+from integration.processing.emit import flow_for
 
 log = logging.getLogger(__name__)
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from integration.models import InboundEvent
-from integration.processing import PermanentError, handles
+from integration.processing.dispatch import PermanentError, handles
 
 PROCESSED = InboundEvent.Status.PROCESSED
 IGNORED = InboundEvent.Status.IGNORED

@@ -16,11 +16,10 @@ from django.db import IntegrityError, transaction
 from django.db.models import Q
 from django.utils import timezone
 
+from backinstock.models import ItemStock, Restock, StockPoll, Watcher
+from backinstock.watchers import expire_watchers
 from integration.centra.client import STOCK_BATCH, CentraClient
 from integration.models import Connection
-
-from .models import ItemStock, Restock, StockPoll, Watcher
-from .watchers import expire_watchers
 
 log = logging.getLogger(__name__)
 

@@ -7,10 +7,9 @@ from collections.abc import Iterable
 
 from django.db import transaction
 
+from backinstock import alerts, stock
+from backinstock.models import Restock
 from integration.models import Connection
-
-from . import alerts, stock
-from .models import Restock
 
 log = logging.getLogger(__name__)
 

@@ -8,12 +8,11 @@ from datetime import datetime, timedelta
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
+from backinstock.models import Watcher
 from integration.centra.client import CentraClient, CentraError
-from integration.emit import emit_event
 from integration.models import Connection, InboundEvent
-from integration.processing import PermanentError
-
-from .models import Watcher
+from integration.processing.dispatch import PermanentError
+from integration.processing.emit import emit_event
 
 log = logging.getLogger(__name__)
 

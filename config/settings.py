@@ -40,6 +40,12 @@ INSTALLED_APPS = [
     "backinstock",
 ]
 
+# The development doubles (fake Rule, fake Centra: `manage.py fakerule` / `fakecentra`). On with DEBUG (`make run`)
+# and in the tests (tests/settings.py); never part of a production deployment.
+SANDBOX = env.bool("SANDBOX", default=DEBUG)
+if SANDBOX:
+    INSTALLED_APPS.append("integration.sandbox")
+
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",

@@ -3,10 +3,10 @@ from importlib.util import find_spec
 
 from django.apps import AppConfig
 
-# Modules that register processing handlers (integration.processing) when imported. The optional ones belong to
+# Modules that register processing handlers (integration.processing.dispatch) when imported. The optional ones belong to
 # parts that may not be installed; a missing one must not stop the service from starting.
-HANDLER_MODULES = ("integration.json_events",)
-OPTIONAL_HANDLER_MODULES = ("integration.centra.sync", "backinstock.handlers")
+HANDLER_MODULES = ("integration.processing.json_events",)
+OPTIONAL_HANDLER_MODULES = ("integration.processing.centra_sync", "backinstock.handlers")
 
 
 class IntegrationConfig(AppConfig):

@@ -6,7 +6,7 @@ checks that it still matches the catalog.
 
 from __future__ import annotations
 
-from . import catalog
+from integration import catalog
 
 # Event sets the catalog uses often, named so a row reads "order events" instead of five names.
 _GROUP_NAMES: list[tuple[frozenset[str], str]] = [

@@ -9,8 +9,8 @@ from django.db import models
 from django.urls import reverse
 from django.utils import timezone
 
-from . import catalog
-from .encryption import EncryptedTextField
+from integration import catalog
+from integration.encryption import EncryptedTextField
 
 
 def new_token() -> str:

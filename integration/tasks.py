@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from . import delivery
-from .processing import process_inbound_event
+from integration.delivery import engine as delivery
+from integration.processing.dispatch import process_inbound_event
 
 
 def process_inbound(inbound_id: int) -> str:

@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from . import views
+from integration.inbound import views
 
 urlpatterns = [
     path("centra/<str:token>/events", views.CentraEventsView.as_view(), name="centra-events"),

@@ -32,9 +32,9 @@ def main() -> int:
     django.setup()
     import requests
 
+    from integration.inbound.signature import HEADER, sign
     from integration.mapping.samples import SAMPLES
     from integration.models import Connection
-    from integration.signature import HEADER, sign
 
     connection = Connection.objects.get(name=args.connection)
     if not connection.signing_secret_list:

@@ -15,12 +15,13 @@ from django.db import connection as db_connection
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
-from integration import catalog, emit
-from integration import delivery as delivery_module
+from integration import catalog
+from integration.delivery import engine as delivery_module
+from integration.delivery.testcall import enabled_flows
 from integration.encryption import mask
 from integration.mapping.samples import SAMPLES
 from integration.models import Connection, Delivery, DeliveryAttempt, InboundEvent
-from integration.testcall import enabled_flows
+from integration.processing import emit
 from tests.factories import ConnectionFactory, DeliveryFactory, InboundEventFactory
 
 pytestmark = pytest.mark.django_db
@@ -481,7 +482,7 @@ def test_log_lists_never_count_the_whole_table(admin_client, shop, model):
 
 
 def test_capped_paginator_stops_counting_at_the_cap(shop):
-    from integration.paginator import CappedCountPaginator
+    from integration.admin.paginator import CappedCountPaginator
 
     for _ in range(6):
         DeliveryFactory(connection=shop)

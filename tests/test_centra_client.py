@@ -20,8 +20,8 @@ from integration.centra.client import (
     parse_retry_after,
     verify_token,
 )
-from integration.centra.fake import send_webhook, webhook_event
-from integration.signature import HEADER, verify_signature
+from integration.inbound.signature import HEADER, verify_signature
+from integration.sandbox.fake_centra import send_webhook, webhook_event
 from tests.factories import ConnectionFactory
 from tests.fixtures.centra import DATA_DIR, centra_sample
 

@@ -9,8 +9,8 @@ from io import StringIO
 import pytest
 from django.core.management import call_command
 
-from integration.centra.fake import send_webhook, webhook_event
 from integration.models import Delivery, InboundEvent
+from integration.sandbox.fake_centra import send_webhook, webhook_event
 from tests.fixtures.centra import centra_sample
 
 

@@ -14,9 +14,9 @@ from django_q.models import Schedule
 
 from integration.centra import client as client_module
 from integration.centra.client import CentraQueryError, CentraUnavailable
-from integration.centra.reconcile import SCHEDULE_FUNC, SCHEDULE_NAME, reconcile_connection, reconcile_due
 from integration.models import Connection, Delivery, InboundEvent
-from integration.processing import process_inbound_event
+from integration.processing.dispatch import process_inbound_event
+from integration.processing.reconcile import SCHEDULE_FUNC, SCHEDULE_NAME, reconcile_connection, reconcile_due
 from tests.factories import ConnectionFactory
 from tests.fixtures.centra import centra_sample
 

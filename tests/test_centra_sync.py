@@ -6,9 +6,9 @@ import uuid
 
 import pytest
 
-from integration import delivery
+from integration.delivery import engine as delivery
 from integration.models import Connection, Delivery, InboundEvent
-from integration.processing import process_inbound_event
+from integration.processing.dispatch import process_inbound_event
 from tests.fixtures.centra import centra_sample
 
 
@@ -81,7 +81,7 @@ def test_no_order_completed_after_a_cancellation(shop, fake_centra):
     set_order(fake_centra, "CANCELLED")
     process(shop, "order", 10452)
     # when an old "confirmed" state comes back (e.g. reconciliation reads a stale copy)
-    from integration.centra.sync import apply_state
+    from integration.processing.centra_sync import apply_state
 
     apply_state(
         shop,
@@ -138,7 +138,7 @@ def test_manual_mode_archived_means_nothing_new(manual_shop, fake_centra):
 
 
 def test_manual_mode_no_order_placed_once_completed_or_cancelled_exists(manual_shop, fake_centra):
-    from integration.centra.sync import apply_state
+    from integration.processing.centra_sync import apply_state
 
     # given the order was confirmed before its "placed" webhook was processed
     set_order(fake_centra, "CONFIRMED")

@@ -15,10 +15,10 @@ import requests
 from django.db import connection as db_connection
 from django_q.conf import Conf
 
-from integration import inbound
+from integration.inbound import store as inbound
+from integration.inbound.signature import HEADER, sign
 from integration.mapping.samples import SAMPLES
 from integration.models import Delivery, InboundEvent
-from integration.signature import HEADER, sign
 from tests.factories import ConnectionFactory
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -330,7 +330,7 @@ def test_purge_deletes_only_old_finished_rows(connection, settings):
 
 
 def test_purge_days_option_and_batches(connection):
-    from integration.retention import purge
+    from integration.ops.retention import purge
 
     old = timezone.now() - timedelta(days=8)
     for _ in range(5):

@@ -9,7 +9,7 @@ from zoneinfo import ZoneInfo
 import pytest
 from django.utils import timezone
 
-from integration import delivery
+from integration.delivery import engine as delivery
 from integration.models import Connection, Delivery, DeliveryAttempt
 from tests.factories import ConnectionFactory
 

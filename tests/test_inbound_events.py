@@ -14,9 +14,9 @@ from django.db import connection as db_connection
 from django.urls import reverse
 from django_q.models import OrmQ
 
+from integration.inbound.signature import sign
+from integration.inbound.validation import known_types
 from integration.models import InboundEvent
-from integration.serializers import known_types
-from integration.signature import sign
 
 SECRET = "whsec-test-1"  # the ConnectionFactory's signing secret
 
@@ -531,7 +531,7 @@ TRICKY_EVENTS = [
 @pytest.mark.parametrize("occurred_at", ["2026-01-01T12:00:00Z", "2026-01-01T12:00:00", "2026-01-01", "2026-13-01"])
 @pytest.mark.parametrize("event", [*VALID_EVENTS, *TRICKY_EVENTS])
 def test_the_fast_path_gives_what_the_serializers_give(event, occurred_at, monkeypatch):
-    from integration import serializers as validation
+    from integration.inbound import validation
 
     event = {"id": "evt-1", "occurredAt": occurred_at, **event}
     fast = validation.validate_event(event)
@@ -541,6 +541,6 @@ def test_the_fast_path_gives_what_the_serializers_give(event, occurred_at, monke
 
 @pytest.mark.parametrize("event", VALID_EVENTS)
 def test_valid_events_take_the_fast_path(event):
-    from integration import serializers as validation
+    from integration.inbound import validation
 
     assert validation._plainly_valid({"id": "evt-1", "occurredAt": "2026-01-01T12:00:00+01:00", **event})

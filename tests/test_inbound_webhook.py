@@ -11,8 +11,8 @@ import pytest
 from django.urls import reverse
 from django_q.models import OrmQ
 
+from integration.inbound.signature import sign
 from integration.models import InboundEvent
-from integration.signature import sign
 
 SECRET = "whsec-test-1"
 FORM = "application/x-www-form-urlencoded"

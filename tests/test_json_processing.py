@@ -11,11 +11,11 @@ from django.apps import apps
 from django.urls import reverse
 
 from integration import catalog
-from integration.json_events import process_json_catalog_event
+from integration.inbound.signature import sign
 from integration.mapping import MappingContext
 from integration.models import Delivery, InboundEvent
-from integration.processing import handler_for, process_inbound_event
-from integration.signature import sign
+from integration.processing.dispatch import handler_for, process_inbound_event
+from integration.processing.json_events import process_json_catalog_event
 from tests.factories import ConnectionFactory, InboundEventFactory
 
 GOLDEN = Path(__file__).resolve().parent / "data" / "orders"
@@ -145,5 +145,5 @@ def test_startup_skips_handler_modules_that_are_not_installed(monkeypatch):
     [("events", "BackInStockSubscribe"), ("events", "StockUpdate"), ("webhook", "DisplayItems"), ("webhook", "order")],
 )
 def test_startup_registers_the_installed_handler_packages(source, event_type):
-    # backinstock.handlers and integration.centra.sync are installed in this tree, so ready() imported them
+    # backinstock.handlers and integration.processing.centra_sync are installed in this tree, so ready() imported them
     assert handler_for(InboundEvent(source=source, event_type=event_type)) is not None

@@ -4,7 +4,7 @@ import time
 
 import pytest
 
-from integration.signature import SignatureError, compute, sign, verify_signature
+from integration.inbound.signature import SignatureError, compute, sign, verify_signature
 
 VECTOR_SECRET = "test123"
 VECTOR_BODY = b"payload=%7B%22x%22%3A%22test%22%7D"

@@ -11,9 +11,9 @@ import pytest
 from django.utils import timezone
 from django_q.models import Schedule
 
-from integration import delivery
+from integration.delivery import engine as delivery
 from integration.models import Connection, Delivery
-from integration.schedules import SWEEP_NAME, ensure_sweep_schedule
+from integration.ops.schedules import SWEEP_NAME, ensure_sweep_schedule
 from tests.factories import InboundEventFactory
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -13,7 +13,7 @@ from typing import Any
 
 import requests
 
-from . import queries
+from integration.centra import queries
 
 log = logging.getLogger(__name__)
 

@@ -5,9 +5,9 @@ flow_config)` turns it into the `POST /subscribers` body with the flow's tags, a
 and Rule's limits enforced. See docs/internals.md and the field catalog (integration/catalog.py).
 """
 
-from .context import FlowConfig, MappingContext, MappingError, Subscriber
-from .events import map_event, object_key
-from .request import RuleRequest, build_batch_request, build_request
+from integration.mapping.context import FlowConfig, MappingContext, MappingError, Subscriber
+from integration.mapping.events import map_event, object_key
+from integration.mapping.request import RuleRequest, build_batch_request, build_request
 
 __all__ = [
     "FlowConfig",

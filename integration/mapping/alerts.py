@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from .context import MappingContext, Subscriber
-from .orders import Fields, put, subscriber_for, valid_email
-from .values import MoneyStyle, amount, as_dict, currency_code, first_text, formatted, language_code
+from integration.mapping.context import MappingContext, Subscriber
+from integration.mapping.orders import Fields, put, subscriber_for, valid_email
+from integration.mapping.values import MoneyStyle, amount, as_dict, currency_code, first_text, formatted, language_code
 
 
 def map_product_alert(payload: dict, ctx: MappingContext) -> Subscriber:

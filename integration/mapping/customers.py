@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from .context import MappingContext, Subscriber
-from .orders import Fields, country, phone, put, state, street, subscriber_for, valid_email
-from .values import as_dict, e164, first_text, language_code, text
+from integration.mapping.context import MappingContext, Subscriber
+from integration.mapping.orders import Fields, country, phone, put, state, street, subscriber_for, valid_email
+from integration.mapping.values import as_dict, e164, first_text, language_code, text
 
 
 def map_newsletter(payload: dict, ctx: MappingContext) -> Subscriber:

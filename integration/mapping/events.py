@@ -6,14 +6,20 @@ from collections.abc import Callable
 from typing import Any
 
 from integration import catalog
-
-from .alerts import map_product_alert
-from .context import MappingContext, MappingError, Subscriber
-from .customers import map_customer, map_newsletter
-from .gift_certificates import map_gift_certificate
-from .orders import map_order, map_order_created, map_order_shipped, selection_id, shipment_order, valid_email
-from .returns import map_return
-from .values import as_dict, dig, first_text
+from integration.mapping.alerts import map_product_alert
+from integration.mapping.context import MappingContext, MappingError, Subscriber
+from integration.mapping.customers import map_customer, map_newsletter
+from integration.mapping.gift_certificates import map_gift_certificate
+from integration.mapping.orders import (
+    map_order,
+    map_order_created,
+    map_order_shipped,
+    selection_id,
+    shipment_order,
+    valid_email,
+)
+from integration.mapping.returns import map_return
+from integration.mapping.values import as_dict, dig, first_text
 
 Mapper = Callable[[str, dict, MappingContext], Subscriber]
 

@@ -2,9 +2,17 @@
 
 from __future__ import annotations
 
-from .context import MappingContext, Subscriber
-from .orders import Fields, base_fields, common_fields, money_style, order_subscriber, put, valid_email
-from .values import amount, as_dict, currency_code, first_text, formatted, rule_date, text
+from integration.mapping.context import MappingContext, Subscriber
+from integration.mapping.orders import (
+    Fields,
+    base_fields,
+    common_fields,
+    money_style,
+    order_subscriber,
+    put,
+    valid_email,
+)
+from integration.mapping.values import amount, as_dict, currency_code, first_text, formatted, rule_date, text
 
 
 def map_gift_certificate(payload: dict, ctx: MappingContext) -> Subscriber:

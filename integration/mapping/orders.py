@@ -10,8 +10,8 @@ from collections.abc import Iterable
 from decimal import Decimal
 from typing import Any
 
-from .context import MappingContext, MappingError, Subscriber
-from .values import (
+from integration.mapping.context import MappingContext, MappingError, Subscriber
+from integration.mapping.values import (
     MoneyStyle,
     amount,
     as_dict,

@@ -15,9 +15,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from integration import catalog
-
-from .context import FlowConfig, MappingError, Subscriber
-from .values import is_empty, text
+from integration.mapping.context import FlowConfig, MappingError, Subscriber
+from integration.mapping.values import is_empty, text
 
 GROUP_LIMIT_BYTES = 65 * 1024
 BATCH_LIMIT = 100

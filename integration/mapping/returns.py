@@ -6,8 +6,8 @@ lines that came back (no Skus, no Products) and the refund fields.
 
 from __future__ import annotations
 
-from .context import MappingContext, Subscriber
-from .orders import (
+from integration.mapping.context import MappingContext, Subscriber
+from integration.mapping.orders import (
     Fields,
     base_fields,
     item_fields,
@@ -18,7 +18,7 @@ from .orders import (
     put_money,
     subscriber_for,
 )
-from .values import MoneyStyle, as_dict, as_list, currency_code, dig, language_code
+from integration.mapping.values import MoneyStyle, as_dict, as_list, currency_code, dig, language_code
 
 
 def returned_lines(ret: dict) -> list[dict]:

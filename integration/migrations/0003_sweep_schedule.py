@@ -2,7 +2,7 @@
 
 from django.db import migrations
 
-from integration.schedules import ensure_sweep_schedule, remove_sweep_schedule
+from integration.ops.schedules import ensure_sweep_schedule, remove_sweep_schedule
 
 
 def create(apps, schema_editor):

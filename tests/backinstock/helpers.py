@@ -8,7 +8,7 @@ from django.utils import timezone
 
 from backinstock.models import Watcher
 from integration.models import InboundEvent
-from integration.processing import process_inbound_event
+from integration.processing.dispatch import process_inbound_event
 
 TRIGGERED_TAG = "Rule - Product Alert Triggered"
 WAITING_TAG = "Rule - Waiting For Product Alert"

@@ -5,8 +5,7 @@ from django.contrib.auth import get_user_model
 from django.urls import reverse
 
 from backinstock.models import ItemStock, Restock, Watcher
-
-from .helpers import alerted_emails, drain, make_watchers
+from tests.backinstock.helpers import alerted_emails, drain, make_watchers
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

@@ -6,13 +6,12 @@ import threading
 import pytest
 from django.db import connections
 
-import integration.delivery
+import integration.delivery.engine
 from backinstock.alerts import claim, run_restock
 from backinstock.models import ItemStock, Restock, Watcher
 from backinstock.stock import record_stock
 from integration.models import Delivery
-
-from .helpers import alerted_emails, drain, make_watchers
+from tests.backinstock.helpers import alerted_emails, drain, make_watchers
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -30,7 +29,7 @@ def test_a_worker_that_dies_after_the_first_batch_never_alerts_that_batch_again(
     watchers = make_watchers(rule_connection, ITEM, 250)
     restock = record_stock(rule_connection, ITEM, 50, source=ItemStock.Source.EVENT)
     # and a worker that dies while storing its second batch
-    real_create = integration.delivery.create_delivery
+    real_create = integration.delivery.engine.create_delivery
     calls = []
 
     def dying_create(**kwargs):
@@ -39,7 +38,7 @@ def test_a_worker_that_dies_after_the_first_batch_never_alerts_that_batch_again(
             raise WorkerDied
         return real_create(**kwargs)
 
-    monkeypatch.setattr(integration.delivery, "create_delivery", dying_create)
+    monkeypatch.setattr(integration.delivery.engine, "create_delivery", dying_create)
 
     # when it runs
     with pytest.raises(WorkerDied):
@@ -54,7 +53,7 @@ def test_a_worker_that_dies_after_the_first_batch_never_alerts_that_batch_again(
     assert (restock.status, restock.alerted, restock.batches) == ("open", 100, 1)
 
     # when a healthy worker runs the same restock again
-    monkeypatch.setattr(integration.delivery, "create_delivery", real_create)
+    monkeypatch.setattr(integration.delivery.engine, "create_delivery", real_create)
     assert run_restock(restock.pk) == 150
     drain(task_queue)
 

@@ -9,8 +9,7 @@ from backinstock.models import ItemStock, Restock, Watcher
 from backinstock.stock import record_stock
 from backinstock.watchers import expire_watchers
 from integration.models import Delivery
-
-from .helpers import alert_requests, alerted_emails, drain, fields_of, make_watchers
+from tests.backinstock.helpers import alert_requests, alerted_emails, drain, fields_of, make_watchers
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

@@ -10,8 +10,7 @@ from django.utils.module_loading import import_string
 from backinstock.models import ItemStock, Restock, StockPoll, Watcher
 from backinstock.tasks import poll_stock
 from integration.models import InboundEvent
-
-from .helpers import alerted_emails, drain, make_watchers, process
+from tests.backinstock.helpers import alerted_emails, drain, make_watchers, process
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

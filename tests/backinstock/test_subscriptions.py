@@ -4,8 +4,7 @@ import pytest
 
 from backinstock.models import Watcher
 from integration.models import Delivery, InboundEvent
-
-from .helpers import WAITING_TAG, drain, fields_of, process
+from tests.backinstock.helpers import WAITING_TAG, drain, fields_of, process
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

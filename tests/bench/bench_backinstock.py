@@ -34,7 +34,7 @@ RULE_KEY = "bench-rule-key-3c9e"
 TARGET_SECONDS = 120
 TARGET_MB = 300
 FAKE_RULE = (
-    "import sys; from integration.rule.fake import FakeRule; "
+    "import sys; from integration.sandbox.fake_rule import FakeRule; "
     "FakeRule(api_key=sys.argv[1], port=int(sys.argv[2]), latency_ms=20).serve_forever()"
 )
 
@@ -175,7 +175,7 @@ def alert_everyone(connection, count: int, senders: int) -> dict:
     from backinstock.alerts import batch_key, iter_batches
     from backinstock.models import ItemStock
     from backinstock.stock import record_stock
-    from integration.delivery import deliver
+    from integration.delivery.engine import deliver
     from integration.models import Delivery
 
     work: queue.Queue[int | None] = queue.Queue()

@@ -2,7 +2,7 @@
 
 At 20 ms of Rule latency the ideal is workers / latency (100/s); target >= 0.7 of it. At 0 ms the rate gives
 the cost of one delivery (worker time per delivery). N pending deliveries are made with
-integration.delivery.create_delivery (enqueued on commit), then qcluster starts and the clock runs until all
+integration.delivery.engine.create_delivery (enqueued on commit), then qcluster starts and the clock runs until all
 succeeded. The rate is N over the time from the first attempt's start to the last delivery's finish (from the
 rows), so the cluster's start-up is not counted; the wall time including start-up is reported too. Each
 configuration runs in a process of its own: Django's settings and django-q's broker are fixed at start-up.
@@ -52,7 +52,7 @@ def one_run(broker: str, latency_ms: int, count: int, synchronous_commit: bool =
     from django.db import connections, transaction
     from django.db.models import Max, Min
 
-    from integration.delivery import create_delivery
+    from integration.delivery.engine import create_delivery
     from integration.models import Connection, Delivery, DeliveryAttempt
 
     port = common.free_port()

@@ -1,6 +1,6 @@
 """Memory: a worker's peak RSS after 100,000 deliveries stays within 1.2x its RSS after 1,000.
 
-One process runs integration.delivery.deliver() for each pending delivery in turn, against the fake Rule at
+One process runs integration.delivery.engine.deliver() for each pending delivery in turn, against the fake Rule at
 0 ms in its own process, sampling its own RSS (psutil) every 1,000 deliveries. The deliveries are made by
 INSERT ... SELECT generate_series before the loop, so making them costs this process no memory. The bench
 database runs with synchronous_commit off: this measures memory, and the loop is shorter without an fsync per
@@ -79,7 +79,7 @@ def main() -> None:
     import psutil
     from django.db import reset_queries
 
-    from integration.delivery import deliver
+    from integration.delivery.engine import deliver
     from integration.models import Connection, Delivery
 
     process = psutil.Process()

@@ -3,8 +3,7 @@
 from django.urls import path
 
 from config.urls import urlpatterns as project_urlpatterns
-
-from . import baseline_views
+from tests.bench import baseline_views
 
 urlpatterns = [
     path("bench/baseline/<str:token>/events", baseline_views.baseline_events, name="bench-baseline-events"),

@@ -81,7 +81,7 @@ def webhook_event(n: int) -> dict:
 
 
 def signed(body: bytes, content_type: str) -> dict:
-    from integration.signature import sign
+    from integration.inbound.signature import sign
 
     return {"Content-Type": content_type, "X-Centra-Signature": sign(SECRET, body)}
 

@@ -8,8 +8,7 @@ import pytest
 
 from integration import catalog, catalog_table
 from integration.mapping import MappingContext, map_event
-
-from .cases import GOLDEN_FILES, sample
+from tests.mapping.cases import GOLDEN_FILES, sample
 
 CTX = MappingContext(
     cart_link_template="https://shop.example/cart/{selection}",

@@ -6,8 +6,7 @@ import pytest
 
 from integration import catalog
 from integration.mapping import FlowConfig, MappingContext, build_request, map_event
-
-from .cases import GOLDEN_FILES
+from tests.mapping.cases import GOLDEN_FILES
 
 
 def test_every_catalog_event_has_a_golden_document():

@@ -6,8 +6,7 @@ import pytest
 
 from integration.mapping import FlowConfig, MappingError, Subscriber, build_batch_request, build_request
 from integration.mapping.request import GROUP_LIMIT_BYTES
-
-from .cases import fields, flow_for, run, sample
+from tests.mapping.cases import fields, flow_for, run, sample
 
 
 def subscriber(**fields_: object) -> Subscriber:

@@ -4,8 +4,7 @@ import pytest
 
 from integration import catalog
 from integration.mapping import MappingContext, MappingError, map_event, object_key
-
-from .cases import fields, load, order_payload, run, sample
+from tests.mapping.cases import fields, load, order_payload, run, sample
 
 ORDER_EVENTS = ["OrderCreated", "OrderPlaced", "OrderCompleted", "OrderShipped", "OrderCancellation"]
 BILLING_KEYS = [f.key for f in catalog.FIELDS if f.key.startswith("Order.Billing")]

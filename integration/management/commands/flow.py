@@ -5,8 +5,8 @@ from __future__ import annotations
 from django.core.management.base import BaseCommand, CommandError
 
 from integration import catalog
-from integration.emit import flow_for
 from integration.management.commands.connection import flow_json, get_connection, print_json
+from integration.processing.emit import flow_for
 
 
 class Command(BaseCommand):

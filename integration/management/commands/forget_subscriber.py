@@ -5,7 +5,7 @@ from __future__ import annotations
 from django.core.management.base import BaseCommand, CommandError
 
 from integration.management.commands.connection import get_connection, print_json
-from integration.retention import forget_subscriber
+from integration.ops.retention import forget_subscriber
 
 
 class Command(BaseCommand):

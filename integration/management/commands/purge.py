@@ -6,7 +6,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
 from integration.management.commands.connection import print_json
-from integration.retention import purge
+from integration.ops.retention import purge
 
 
 class Command(BaseCommand):

@@ -9,8 +9,8 @@ from django.utils import timezone
 from django.utils.dateparse import parse_date, parse_datetime
 
 from integration.centra.client import CentraError
-from integration.centra.reconcile import reconcile_connection
 from integration.management.commands.connection import get_connection, print_json
+from integration.processing.reconcile import reconcile_connection
 
 
 def parse_since(value: str) -> datetime:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django.core.management.base import BaseCommand, CommandError
 
-from integration import delivery as delivery_module
+from integration.delivery import engine as delivery_module
 from integration.management.commands.connection import get_connection, print_json
 from integration.models import Delivery
 

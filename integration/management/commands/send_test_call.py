@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from django.core.management.base import BaseCommand, CommandError
 
+from integration.delivery.testcall import TestCallError, send_test_calls
 from integration.management.commands.connection import get_connection, print_json
-from integration.testcall import TestCallError, send_test_calls
 
 
 class Command(BaseCommand):

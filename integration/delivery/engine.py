@@ -25,8 +25,8 @@ from django.db import IntegrityError, transaction
 from django.db.models import Exists, Max, OuterRef, Q, Subquery
 from django.utils import timezone
 
-from .models import Connection, Delivery, DeliveryAttempt, InboundEvent
-from .rule.client import RuleRequestError, error_message, get_client, scrub
+from integration.models import Connection, Delivery, DeliveryAttempt, InboundEvent
+from integration.rule.client import RuleRequestError, error_message, get_client, scrub
 
 log = logging.getLogger(__name__)
 

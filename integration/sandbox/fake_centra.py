@@ -1,6 +1,6 @@
 """A local Centra for tests, demos and benchmarks: a GraphQL server over stored documents, and a webhook sender.
 
-The server validates every query against `integration/centra/schema.graphql` with graphql-core and executes it
+The server validates every query against `integration/sandbox/centra_schema.graphql` with graphql-core and executes it
 with resolvers over the stored orders, shipments, returns, customers and product sizes, so a query the project
 sends that the schema does not allow fails here the way Centra would answer it (`{"errors": [...]}`). Failure
 modes (429, 500, GraphQL errors, an expired token, a missing permission, slowness) are set from Python with
@@ -23,9 +23,9 @@ from typing import Any
 import requests
 from graphql import GraphQLSchema, build_schema, graphql_sync
 
-from integration.signature import HEADER, sign
+from integration.inbound.signature import HEADER, sign
 
-SCHEMA_PATH = Path(__file__).with_name("schema.graphql")
+SCHEMA_PATH = Path(__file__).with_name("centra_schema.graphql")
 CONTROL_PATH = "/_fake/control"
 FAILURE_MODES = ("rate_limit", "server_error", "graphql_error", "expired_token", "forbidden", "slow")
 

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from django.db import transaction
 from django.utils import timezone
 
-from .models import InboundEvent
+from integration.models import InboundEvent
 
 log = logging.getLogger(__name__)
 

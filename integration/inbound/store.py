@@ -24,10 +24,10 @@ from django.http import HttpRequest
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
-from . import catalog
-from .models import Connection, InboundEvent
-from .serializers import known_types, validate_event
-from .signature import HEADER, SignatureError, parse_header, verify_signature
+from integration import catalog
+from integration.inbound.signature import HEADER, SignatureError, parse_header, verify_signature
+from integration.inbound.validation import known_types, validate_event
+from integration.models import Connection, InboundEvent
 
 log = logging.getLogger(__name__)
 

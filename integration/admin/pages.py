@@ -16,11 +16,11 @@ from django.urls import path, reverse
 from django.utils.html import format_html, format_html_join
 from django.utils.http import urlencode
 
-from . import catalog
-from .encryption import mask
-from .forms import ConnectionAdminForm, FlowInlineForm, PreviewForm
-from .models import Connection, Delivery, DeliveryAttempt, Flow, InboundEvent
-from .paginator import CappedCountPaginator
+from integration import catalog
+from integration.admin.forms import ConnectionAdminForm, FlowInlineForm, PreviewForm
+from integration.admin.paginator import CappedCountPaginator
+from integration.encryption import mask
+from integration.models import Connection, Delivery, DeliveryAttempt, Flow, InboundEvent
 
 WEBHOOK_EVENT_TYPES = ("order", "shipment", "return", "customer", "account", "DisplayItems", "Products")
 
@@ -189,7 +189,7 @@ class ConnectionAdmin(admin.ModelAdmin):
 
     @admin.action(description="Send test call (every enabled flow's sample to the test email)", permissions=["change"])
     def send_test_call(self, request: HttpRequest, queryset) -> None:
-        from .testcall import TestCallError, send_test_calls
+        from integration.delivery.testcall import TestCallError, send_test_calls
 
         for conn in queryset:
             try:
@@ -205,7 +205,7 @@ class ConnectionAdmin(admin.ModelAdmin):
 
     @admin.action(description="Verify Rule API key", permissions=["change"])
     def verify_rule_api_key(self, request: HttpRequest, queryset) -> None:
-        from .rule.client import RuleClient
+        from integration.rule.client import RuleClient
 
         for conn in queryset:
             client = RuleClient(conn.rule_base_url, conn.rule_api_key)
@@ -217,7 +217,7 @@ class ConnectionAdmin(admin.ModelAdmin):
 
     @admin.action(description="Verify Centra API token", permissions=["change"])
     def verify_centra_api_token(self, request: HttpRequest, queryset) -> None:
-        from .centra.client import verify_token
+        from integration.centra.client import verify_token
 
         for conn in queryset:
             ok, message = verify_token(conn)
@@ -225,7 +225,7 @@ class ConnectionAdmin(admin.ModelAdmin):
 
     @admin.action(description="Pause (deliveries wait)", permissions=["change"])
     def pause(self, request: HttpRequest, queryset) -> None:
-        from . import delivery
+        from integration.delivery import engine as delivery
 
         for conn in queryset:
             delivery.pause_connection(conn, f"paused by {request.user.get_username()}")
@@ -233,7 +233,7 @@ class ConnectionAdmin(admin.ModelAdmin):
 
     @admin.action(description="Resume (send what waits)", permissions=["change"])
     def resume(self, request: HttpRequest, queryset) -> None:
-        from . import delivery
+        from integration.delivery import engine as delivery
 
         for conn in queryset:
             delivery.resume_connection(conn)
@@ -243,7 +243,7 @@ class ConnectionAdmin(admin.ModelAdmin):
 
     def preview_view(self, request: HttpRequest) -> HttpResponse:
         """The exact Rule request a flow would send for a stored event or the sample; nothing is sent."""
-        from . import emit
+        from integration.processing import emit
 
         # The page shows subscriber data from stored events: the same permissions as reading those.
         if not (self.has_view_permission(request) and request.user.has_perm("integration.view_inboundevent")):
@@ -279,7 +279,7 @@ class ConnectionAdmin(admin.ModelAdmin):
 
     @staticmethod
     def _preview_payload(inbound: InboundEvent | None, event: str, context: dict) -> dict | None:
-        from .mapping.samples import SAMPLES
+        from integration.mapping.samples import SAMPLES
 
         if inbound is None:
             context["source_label"] = f"the built-in sample for {event}"
@@ -421,7 +421,7 @@ class DeliveryAdmin(ReadOnlyLogAdmin):
 
     @admin.action(description="Resend (a new attempt; history kept)", permissions=["resend"])
     def resend(self, request: HttpRequest, queryset) -> None:
-        from . import delivery as delivery_module
+        from integration.delivery import engine as delivery_module
 
         for obj in queryset.select_related("connection"):
             if not delivery_module.resend(obj):

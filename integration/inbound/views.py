@@ -1,4 +1,4 @@
-"""Inbound HTTP endpoints. Thin: every check and the storing live in integration.inbound."""
+"""Inbound HTTP endpoints. Thin: every check and the storing live in integration.inbound.store."""
 
 from __future__ import annotations
 
@@ -14,11 +14,11 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from . import inbound
-from .health import health_report
-from .inbound import InboundError
-from .serializers import known_types
-from .signature import HEADER
+from integration.inbound import store as inbound
+from integration.inbound.signature import HEADER
+from integration.inbound.store import InboundError
+from integration.inbound.validation import known_types
+from integration.ops.health import health_report
 
 log = logging.getLogger(__name__)
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import time
 from dataclasses import asdict, dataclass
 
-from . import catalog
-from .models import Connection, Delivery
+from integration import catalog
+from integration.models import Connection, Delivery
 
 ANSWER_LIMIT = 300
 
@@ -66,9 +66,9 @@ def send_test_calls(connection: Connection) -> list[TestCallResult]:
 def send_test_call(connection: Connection, event: str) -> TestCallResult:
     """One flow's test call, synchronously; failures become a result, never an exception."""
     # Imported here: these modules pull in mapping and delivery, which import the models in turn.
-    from . import delivery as delivery_module
-    from . import emit
-    from .mapping.samples import SAMPLES
+    from integration.delivery import engine as delivery_module
+    from integration.mapping.samples import SAMPLES
+    from integration.processing import emit
 
     started = time.monotonic()
     payload = SAMPLES.get(event)

@@ -9,7 +9,7 @@ from django.db import DatabaseError, connection
 from django.db.models import Q
 from django.utils import timezone
 
-from .models import Delivery
+from integration.models import Delivery
 
 log = logging.getLogger(__name__)
 

@@ -4,8 +4,8 @@ Centra does not guarantee webhook delivery or order, so every connection with an
 `reconcile_interval_minutes`, for the orders and shipments updated and the returns created since its cursor
 (minus a 5-minute overlap; the first run looks back 24 hours), plus the returns of the orders that changed
 (ReturnFilter has no `updatedAt`, and a return completed later touches its order). Each object goes through the
-same decision as a webhook (integration.centra.sync.decide); the idempotency keys keep anything that a webhook
-already sent from going twice. Only an object that really catches something up gets an InboundEvent row
+same decision as a webhook (integration.processing.centra_sync.decide); the idempotency keys keep anything that a
+webhook already sent from going twice. Only an object that really catches something up gets an InboundEvent row
 (source `reconcile`), so the admin shows where a delivery came from without a row per unchanged order.
 """
 
@@ -18,11 +18,10 @@ from django.db import IntegrityError, transaction
 from django.db.models import Q
 from django.utils import timezone
 
+from integration.centra.client import CentraClient, CentraError, CentraQueryError
 from integration.models import Connection, Delivery, InboundEvent
-from integration.processing import PermanentError
-
-from .client import CentraClient, CentraError, CentraQueryError
-from .sync import ORDER, RETURN, SHIPMENT, apply_state, decide, record_centra_error
+from integration.processing.centra_sync import ORDER, RETURN, SHIPMENT, apply_state, decide, record_centra_error
+from integration.processing.dispatch import PermanentError
 
 log = logging.getLogger(__name__)
 
@@ -30,7 +29,7 @@ OVERLAP = timedelta(minutes=5)
 FIRST_LOOK_BACK = timedelta(hours=24)
 # Created by the data migration integration/migrations/0004_reconcile_schedule.py.
 SCHEDULE_NAME = "bridge: reconcile"
-SCHEDULE_FUNC = "integration.centra.reconcile.reconcile_due"
+SCHEDULE_FUNC = "integration.processing.reconcile.reconcile_due"
 
 
 def _object_ref(kind: str, doc: dict) -> str:

@@ -18,13 +18,12 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 
-from integration.emit import emit_event, flow_for
+from integration.centra import queries
+from integration.centra.client import CentraClient, CentraNotConfigured, CentraQueryError
 from integration.mapping import object_key
 from integration.models import Connection, Delivery, InboundEvent
-from integration.processing import PermanentError, handles_source
-
-from . import queries
-from .client import CentraClient, CentraNotConfigured, CentraQueryError
+from integration.processing.dispatch import PermanentError, handles_source
+from integration.processing.emit import emit_event, flow_for
 
 log = logging.getLogger(__name__)
 

@@ -10,7 +10,7 @@ from django.db import transaction
 from django.db.models import QuerySet
 from django.utils import timezone
 
-from .models import Connection, Delivery, InboundEvent
+from integration.models import Connection, Delivery, InboundEvent
 
 BATCH_SIZE = 1000
 
@@ -72,7 +72,7 @@ def forget_subscriber(email: str, *, connection: Connection | None = None, at_ru
 
 def delete_at_rule(connection: Connection, email: str) -> dict:
     """DELETE /subscribers/<email>?identified_by=email on the connection's Rule account."""
-    from .rule.client import RuleClient, RuleRequestError, error_message
+    from integration.rule.client import RuleClient, RuleRequestError, error_message
 
     if not connection.rule_api_key:
         return {"connection": connection.name, "ok": False, "message": "no Rule API key"}

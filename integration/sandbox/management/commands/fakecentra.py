@@ -8,7 +8,7 @@ import re
 
 from django.core.management.base import BaseCommand, CommandError
 
-from integration.centra.fake import FakeCentra, send_webhook
+from integration.sandbox.fake_centra import FakeCentra, send_webhook
 
 
 class Command(BaseCommand):

@@ -6,7 +6,7 @@ import json
 
 from django.core.management.base import BaseCommand
 
-from integration.rule.fake import FakeRule
+from integration.sandbox.fake_rule import FakeRule
 
 
 class Command(BaseCommand):

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import uuid
 
-from . import delivery
-from .mapping import FlowConfig, MappingContext, MappingError, build_request, map_event, object_key
-from .models import Connection, Delivery, Flow, InboundEvent
-from .processing import PermanentError
+from integration.delivery import engine as delivery
+from integration.mapping import FlowConfig, MappingContext, MappingError, build_request, map_event, object_key
+from integration.models import Connection, Delivery, Flow, InboundEvent
+from integration.processing.dispatch import PermanentError
 
 
 def flow_for(connection: Connection, event: str) -> Flow:

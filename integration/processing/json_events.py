@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from . import catalog
-from .models import InboundEvent
-from .processing import handles
+from integration import catalog
+from integration.models import InboundEvent
+from integration.processing.dispatch import handles
 
 
 @handles(*catalog.JSON_EVENT_TYPES)

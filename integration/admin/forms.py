@@ -7,9 +7,9 @@ import zoneinfo
 from django import forms
 from django.db import models
 
-from . import catalog
-from .encryption import mask
-from .models import Connection, Flow, InboundEvent
+from integration import catalog
+from integration.encryption import mask
+from integration.models import Connection, Flow, InboundEvent
 
 SECRET_HELP = "Write-only: the stored value is never shown. Leave empty to keep it."
 

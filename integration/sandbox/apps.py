@@ -1,0 +1,7 @@
+from django.apps import AppConfig
+
+
+class SandboxConfig(AppConfig):
+    name = "integration.sandbox"
+    label = "sandbox"
+    verbose_name = "Sandbox (fake Rule and fake Centra)"
