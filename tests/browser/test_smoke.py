@@ -35,7 +35,9 @@ def test_a_signed_event_posted_over_http_is_delivered_to_the_fake_rule(
     assert run_tasks() >= 2  # processing, then the delivery
 
     sent = [r for r in fake_rule.requests if r["method"] == "POST"]
-    assert [(r["path"], r["json"]["subscribers"]["email"]) for r in sent] == [("/api/v2/subscribers", "anna@example.com")]
+    assert [(r["path"], r["json"]["subscribers"]["email"]) for r in sent] == [
+        ("/api/v2/subscribers", "anna@example.com")
+    ]
     admin_page.goto(f"{live_url}/admin/integration/delivery/?event=OrderCompleted")
     row = admin_page.locator("#result_list tbody tr").first
     expect(row).to_contain_text("OrderCompleted")
