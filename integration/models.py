@@ -64,12 +64,24 @@ class Connection(models.Model):
     # Operations
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.ACTIVE)
     paused_reason = models.TextField(blank=True, default="")
+    paused_at = models.DateTimeField(null=True, blank=True)
     hold_until = models.DateTimeField(null=True, blank=True, help_text="Rule said 429: nothing is sent before this.")
     reconcile_interval_minutes = models.PositiveIntegerField(default=10)
     reconcile_cursor = models.DateTimeField(null=True, blank=True)
     last_reconcile_at = models.DateTimeField(null=True, blank=True)
     last_reconcile_error = models.TextField(blank=True, default="")
     centra_last_error = models.TextField(blank=True, default="")
+
+    # Alerts (integration.ops.alerts)
+    alert_emails = models.TextField(
+        "alert email addresses",
+        blank=True,
+        default="",
+        help_text="One per line (or comma-separated): told once when the connection is paused or keeps failing.",
+    )
+    alert_open_since = models.DateTimeField(
+        null=True, blank=True, help_text="The current incident's start (alerted once); empty while healthy."
+    )
 
     # Back in stock
     bis_min_stock = models.PositiveIntegerField("minimum stock to alert", default=10)
@@ -99,6 +111,10 @@ class Connection(models.Model):
     @property
     def rule_base_url(self) -> str:
         return (self.rule_api_url or settings.RULE_API_URL).rstrip("/")
+
+    @property
+    def alert_email_list(self) -> list[str]:
+        return [e.strip() for e in (self.alert_emails or "").replace(",", "\n").splitlines() if e.strip()]
 
     @property
     def is_paused(self) -> bool:
@@ -186,7 +202,11 @@ class InboundEvent(models.Model):
         constraints = [
             models.UniqueConstraint(fields=["connection", "dedupe_key"], name="uniq_inbound_dedupe"),
         ]
-        indexes = [models.Index(fields=["status", "received_at"], name="inbound_status_received")]
+        indexes = [
+            models.Index(fields=["status", "received_at"], name="inbound_status_received"),
+            # The console's "last event received" and "usual traffic" per connection (integration.ops.health).
+            models.Index(fields=["connection", "-received_at"], name="inbound_conn_received"),
+        ]
         ordering = ["-received_at"]
 
     def __str__(self) -> str:
@@ -286,3 +306,51 @@ class DeliveryAttempt(models.Model):
 
     def __str__(self) -> str:
         return f"attempt {self.number} ({self.status_code or self.error or 'in progress'})"
+
+
+class DeliveryHour(models.Model):
+    """Attempt outcomes per connection and clock hour (UTC), counted as deliveries finish or wait to retry.
+
+    Kept by integration.ops.delivery_stats.record(); the console's chart and health read it instead of scanning
+    the delivery log."""
+
+    connection = models.ForeignKey(Connection, on_delete=models.CASCADE, related_name="delivery_hours")
+    hour = models.DateTimeField()
+    succeeded = models.PositiveIntegerField(default=0)
+    retrying = models.PositiveIntegerField(default=0, help_text="Attempts that failed and will be tried again.")
+    failed = models.PositiveIntegerField(default=0, help_text="Deliveries that failed for good.")
+    last_succeeded_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["connection", "hour"], name="uniq_delivery_hour")]
+        ordering = ["connection", "hour"]
+
+    def __str__(self) -> str:
+        return f"{self.connection_id} {self.hour:%Y-%m-%d %H}:00"
+
+
+class RejectedCall(models.Model):
+    """An inbound call we refused (bad signature, no secret, invalid body, ...): what the sender got and why.
+
+    Never a secret: no headers are kept, and at most BODY_LIMIT bytes of the body. At most KEEP rows per
+    connection (and KEEP for unknown tokens, connection empty); older ones are dropped."""
+
+    BODY_LIMIT = 256
+    KEEP = 200
+
+    connection = models.ForeignKey(
+        Connection, null=True, blank=True, on_delete=models.CASCADE, related_name="rejected_calls"
+    )
+    at = models.DateTimeField(default=timezone.now)
+    endpoint = models.CharField(max_length=20)
+    status_code = models.PositiveIntegerField("answer")
+    reason = models.TextField()
+    sender = models.CharField(max_length=100, blank=True, default="", help_text="The caller's address.")
+    body_start = models.TextField("first bytes of the body", blank=True, default="")
+
+    class Meta:
+        indexes = [models.Index(fields=["connection", "-at"], name="rejected_conn_at")]
+        ordering = ["-at"]
+
+    def __str__(self) -> str:
+        return f"{self.status_code} {self.endpoint} {self.at:%Y-%m-%d %H:%M:%S}"

@@ -22,10 +22,13 @@ from urllib.parse import quote
 from zoneinfo import ZoneInfo
 
 from django.db import IntegrityError, transaction
-from django.db.models import Exists, Max, OuterRef, Q, Subquery
+from django.db.models import Exists, F, Max, OuterRef, Q, Subquery, Value
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from integration.models import Connection, Delivery, DeliveryAttempt, InboundEvent
+from integration.ops import delivery_stats
+from integration.ops.health import KEY_REFUSED
 from integration.rule.client import RuleRequestError, error_message, get_client, scrub
 
 log = logging.getLogger(__name__)
@@ -310,6 +313,7 @@ def _finish(delivery: Delivery, status: str, last_error: str = "") -> None:
     delivery.status, delivery.last_error, delivery.finished_at = status, last_error, now
     delivery.next_attempt_at = delivery.lease_until = None
     delivery.save(update_fields=["status", "last_error", "finished_at", "next_attempt_at", "lease_until", "updated_at"])
+    delivery_stats.record(delivery.connection_id, status, now)  # the console's hourly counts
 
 
 def _wait(delivery: Delivery, status: str, until: datetime, last_error: str, *, uncount: bool = False) -> None:
@@ -320,6 +324,7 @@ def _wait(delivery: Delivery, status: str, until: datetime, last_error: str, *, 
     delivery.save(
         update_fields=["status", "next_attempt_at", "last_error", "lease_until", "attempt_count", "updated_at"]
     )
+    delivery_stats.record(delivery.connection_id, delivery_stats.RETRYING)  # the console's hourly counts
 
 
 def _classify(delivery: Delivery, attempt: DeliveryAttempt, response) -> DeliveryAttempt:
@@ -360,7 +365,7 @@ def _classify(delivery: Delivery, attempt: DeliveryAttempt, response) -> Deliver
         return attempt
 
     if code in (401, 403):
-        reason = f"Rule refused the API key: {message}"
+        reason = f"{KEY_REFUSED}: {message}"
         pause_connection(connection, reason)
         _save_attempt(attempt, OUTCOME_PAUSED, counted=False)
         _wait(delivery, S.PENDING, now, f"waiting: connection paused ({reason})", uncount=True)
@@ -476,10 +481,15 @@ def resend(delivery: Delivery) -> bool:
 
 def pause_connection(connection: Connection, reason: str) -> None:
     """Stop sending for this connection; its deliveries wait (nothing is lost)."""
+    now = timezone.now()
     Connection.objects.filter(pk=connection.pk).update(
-        status=Connection.Status.PAUSED, paused_reason=reason, updated_at=timezone.now()
+        status=Connection.Status.PAUSED,
+        paused_reason=reason,
+        paused_at=Coalesce(F("paused_at"), Value(now)),
+        updated_at=now,
     )
     connection.status, connection.paused_reason = Connection.Status.PAUSED, reason
+    connection.paused_at = connection.paused_at or now
     log.warning("connection %s paused: %s", connection.name, reason)
 
 
@@ -488,9 +498,10 @@ def resume_connection(connection: Connection) -> int:
     now = timezone.now()
     old_hold = Connection.objects.filter(pk=connection.pk).values_list("hold_until", flat=True).first()
     Connection.objects.filter(pk=connection.pk).update(
-        status=Connection.Status.ACTIVE, paused_reason="", hold_until=None, updated_at=now
+        status=Connection.Status.ACTIVE, paused_reason="", paused_at=None, hold_until=None, updated_at=now
     )
     connection.status, connection.paused_reason, connection.hold_until = Connection.Status.ACTIVE, "", None
+    connection.paused_at = None
     if old_hold and old_hold > now:  # deliveries pushed to the lifted hold go now; the rest keep their schedule
         connection.deliveries.filter(
             status__in=[S.PENDING, S.RETRYING], next_attempt_at__gt=now, next_attempt_at__lte=old_hold

@@ -10,7 +10,7 @@ from django.db import transaction
 from django.db.models import QuerySet
 from django.utils import timezone
 
-from integration.models import Connection, Delivery, InboundEvent
+from integration.models import Connection, Delivery, DeliveryHour, InboundEvent, RejectedCall
 
 BATCH_SIZE = 1000
 
@@ -45,6 +45,9 @@ def purge(days: int | None = None, *, now: datetime | None = None, batch_size: i
         "cutoff": cutoff.isoformat(),
         "deliveries_deleted": delete_in_batches(deliveries, batch_size),
         "inbound_events_deleted": delete_in_batches(inbound, batch_size),
+        # The console's hourly counts and the rejected calls age out with the log they summarise.
+        "delivery_hours_deleted": delete_in_batches(DeliveryHour.objects.filter(hour__lt=cutoff), batch_size),
+        "rejected_calls_deleted": delete_in_batches(RejectedCall.objects.filter(at__lt=cutoff), batch_size),
     }
 
 
