@@ -31,6 +31,7 @@ class FieldSpec:
     events: frozenset[str]
     condition: str = ""
     dynamic: bool = False  # a pattern (Order.<attribute>_<element>), not one fixed key
+    per_item: bool = False  # a `multiple` with one value per item, repeats kept (not a distinct list)
     group: str = field(init=False)
 
     def __post_init__(self) -> None:
@@ -44,14 +45,16 @@ EVENTS: dict[str, EventSpec] = {
             "OrderCreated",
             ("OrderCreated",),
             True,
-            "abandoned-cart signal: a checkout with an email and items, order not completed",
+            "abandoned-cart signal: a checkout with an email and items, order not completed; a cart without "
+            "items is refused (400)",
             "json",
         ),
         EventSpec(
             "OrderPlaced",
             ("OrderPlaced",),
             True,
-            "manual-confirmation mode only: an order seen in status PENDING",
+            "manual-confirmation mode only: an order seen in status PENDING; in auto-confirm mode an OrderPlaced "
+            "JSON event is stored as ignored with the reason, never sent",
             "centra",
             manual_mode_only=True,
         ),
@@ -63,20 +66,34 @@ EVENTS: dict[str, EventSpec] = {
             "CONFIRMED, PROCESSING or SHIPPED",
             "centra",
         ),
-        EventSpec("OrderShipped", ("OrderShipped",), True, "a shipment with isShipped: true", "centra"),
+        # Ours: one per shipment; its item fields list that shipment's lines (a partial shipment lists only what
+        # left the warehouse), the order's lines when the shipment has none.
+        EventSpec(
+            "OrderShipped",
+            ("OrderShipped",),
+            True,
+            "a shipment with isShipped: true, one per shipment; item fields from the shipment's lines (else the "
+            "order's)",
+            "centra",
+        ),
         EventSpec("OrderCancellation", ("OrderCancellation",), False, "an order seen CANCELLED", "centra"),
+        # The article's RefundCompleted fires "when a product is returned": every completed return, refunded or
+        # not. Ours: ReturnCompleted (off by default) is for merchants who want to tell the two apart; when it
+        # is on, a return with nothing refunded goes there instead. A return never starts both.
         EventSpec(
             "RefundCompleted",
             ("RefundCompleted",),
             True,
-            "a return completed with a refunded value above zero",
+            "a return completed: every one, refunded or not, unless ReturnCompleted is on (then only those with "
+            "a refunded value above zero)",
             "centra",
         ),
         EventSpec(
             "ReturnCompleted",
             ("ReturnCompleted",),
             False,
-            "a return completed with nothing refunded (exchange, store credit)",
+            "when switched on: a return completed with nothing refunded (exchange, store credit), instead of "
+            "RefundCompleted",
             "centra",
         ),
         EventSpec("Newsletter", ("Newsletter",), True, "newsletter sign-up on the site or in checkout", "json"),
@@ -114,12 +131,13 @@ RETURN_EVENTS = frozenset({"RefundCompleted", "ReturnCompleted"})
 BASE_EVENTS = ORDER_EVENTS | RETURN_EVENTS | {"GiftCertificate"}
 COMMON_EVENTS = ORDER_EVENTS | {"GiftCertificate"}
 ITEM_EVENTS = ORDER_EVENTS | RETURN_EVENTS
+COMPLETED_EVENTS = frozenset({"OrderCompleted", "OrderShipped"})
 CUSTOMER_EVENTS = frozenset({"CustomerRegistered", "PasswordReset"})
 ALERT_EVENTS = frozenset({"ProductAlertWaiting", "ProductAlertTriggered"})
 
 
-def _f(key, type_, source, events, condition="", dynamic=False) -> FieldSpec:
-    return FieldSpec(key, type_, source, frozenset(events), condition, dynamic)
+def _f(key, type_, source, events, condition="", dynamic=False, per_item=False) -> FieldSpec:
+    return FieldSpec(key, type_, source, frozenset(events), condition, dynamic, per_item)
 
 
 def _money(key, source, events, condition="") -> list[FieldSpec]:
@@ -164,7 +182,16 @@ FIELDS: tuple[FieldSpec, ...] = tuple(
             COMMON_EVENTS,
         ),
         _f("Order.HandlingAmount", TEXT, "totals.handling.value (two decimals)", COMMON_EVENTS),
-        *_money("Order.TaxDeduction", "totals.taxDeducted", COMMON_EVENTS, "only when above zero"),
+        # The article lists TaxDeductionAmount among the common fields (beside HandlingAmount, sent "0.00" too);
+        # only TaxDeduction is under "For tax deduction".
+        _f(
+            "Order.TaxDeduction",
+            TEXT,
+            "totals.taxDeducted.formattedValue",
+            COMMON_EVENTS,
+            "only when above zero",
+        ),
+        _f("Order.TaxDeductionAmount", TEXT, "totals.taxDeducted.value (two decimals)", COMMON_EVENTS),
         _f("Order.PaymentMethod", TEXT, "paymentMethod.name", COMMON_EVENTS),
         _f("Order.DeliveryMethod", TEXT, "shippingPriceGroup.shippingOption.name", COMMON_EVENTS),
         _f("Order.Currency", TEXT, "grandTotal.currency.code", COMMON_EVENTS),
@@ -193,43 +220,52 @@ FIELDS: tuple[FieldSpec, ...] = tuple(
             ORDER_EVENTS,
             "not for returns",
         ),
+        # Ours: the article says "for each item"; one value per returned line, in line order, repeats kept (two
+        # lines of 400 give two values), so a template can pair them with the lines. A line whose value cannot be
+        # read is left out with a note on the delivery.
         _f(
             "Order.RefundValuePcs",
             MULTIPLE,
-            "returned lines: lineValue.formattedValue",
+            "each returned line's lineValue.formattedValue, one per line, repeats kept",
             RETURN_EVENTS,
             "returns only",
+            per_item=True,
         ),
         _f(
             "Order.RefundValuePcsAmount",
             MULTIPLE,
-            "returned lines: lineValue.value (two decimals)",
+            "each returned line's lineValue.value (two decimals), one per line, repeats kept",
             RETURN_EVENTS,
             "returns only",
+            per_item=True,
         ),
         # Event-specific
+        # Ours: 'send cart link' on needs a template with {selection}; the admin and the `connection` command
+        # refuse it without one, and a link that still cannot be built leaves a note on the delivery.
         _f(
             "Order.CartUrl",
             TEXT,
             "the connection's cart link template with {selection} filled",
             {"OrderCreated"},
-            "only when the connection's 'send cart link' is on",
+            "only when the connection's 'send cart link' is on; it needs a template",
         ),
-        _f("Order.Handling", TEXT, "totals.handling.formattedValue", {"OrderCompleted"}),
-        _f("Order.BillingFirstname", TEXT, "billingAddress.firstName", {"OrderCompleted"}),
-        _f("Order.BillingLastname", TEXT, "billingAddress.lastName", {"OrderCompleted"}),
+        # Ours: the article's "Only for OrderCompleted" list also holds carrier and tracking "(If we have a
+        # delivery (OrderShipped))": a shipped order carries what a completed one does, plus the delivery.
+        _f("Order.Handling", TEXT, "totals.handling.formattedValue", COMPLETED_EVENTS),
+        _f("Order.BillingFirstname", TEXT, "billingAddress.firstName", COMPLETED_EVENTS),
+        _f("Order.BillingLastname", TEXT, "billingAddress.lastName", COMPLETED_EVENTS),
         _f(
             "Order.BillingStreet",
             TEXT,
             'billingAddress.address1 + ", " + address2 when present',
-            {"OrderCompleted"},
+            COMPLETED_EVENTS,
         ),
-        _f("Order.BillingCity", TEXT, "billingAddress.city", {"OrderCompleted"}),
-        _f("Order.BillingZipcode", TEXT, "billingAddress.zipCode", {"OrderCompleted"}),
-        _f("Order.BillingState", TEXT, "billingAddress.state.code, else stateOrProvince", {"OrderCompleted"}),
-        _f("Order.BillingCountry", TEXT, "billingAddress.country.code", {"OrderCompleted"}),
-        _f("Order.BillingTele", TEXT, "billingAddress.phoneNumber, else cellPhoneNumber", {"OrderCompleted"}),
-        _f("Order.BillingCompany", TEXT, "billingAddress.companyName", {"OrderCompleted"}),
+        _f("Order.BillingCity", TEXT, "billingAddress.city", COMPLETED_EVENTS),
+        _f("Order.BillingZipcode", TEXT, "billingAddress.zipCode", COMPLETED_EVENTS),
+        _f("Order.BillingState", TEXT, "billingAddress.state.code, else stateOrProvince", COMPLETED_EVENTS),
+        _f("Order.BillingCountry", TEXT, "billingAddress.country.code", COMPLETED_EVENTS),
+        _f("Order.BillingTele", TEXT, "billingAddress.phoneNumber, else cellPhoneNumber", COMPLETED_EVENTS),
+        _f("Order.BillingCompany", TEXT, "billingAddress.companyName", COMPLETED_EVENTS),
         _f(
             "Order.Carrier",
             TEXT,
@@ -244,11 +280,13 @@ FIELDS: tuple[FieldSpec, ...] = tuple(
             {"OrderShipped"},
             "only when a template and a tracking number exist",
         ),
+        # Ours: the message is the merchant's; the shopper's order comment (otherComment) is never sent here.
         _f(
             "Order.AdditionalMessage",
             TEXT,
-            "the connection's cancellation message, else the order's otherComment",
+            "the connection's cancellation message",
             {"OrderCancellation"},
+            "only when one is configured",
         ),
         _f("Order.CompanyUrl", TEXT, "the connection's shop URL", {"OrderCancellation"}),
         *_money("Order.RefundValueTotal", "return grandTotal", RETURN_EVENTS),
@@ -265,10 +303,23 @@ FIELDS: tuple[FieldSpec, ...] = tuple(
                 ("Description", "description"),
                 ("Friend", "friend"),
                 ("Currency", "currency"),
-                ("Value", "value"),
-                ("ValueAsNumber", "valueAsNumber (two decimals)"),
             ]
         ],
+        # Ours (the article is silent on the shape): value may be a MonetaryValue, a number or a display text.
+        _f(
+            "GiftCertificate.Value",
+            TEXT,
+            "giftCertificate.value: its formattedValue, a number in the order's money style, or a text as given",
+            {"GiftCertificate"},
+        ),
+        _f(
+            "GiftCertificate.ValueAsNumber",
+            TEXT,
+            'giftCertificate.valueAsNumber, else the value\'s amount (read from a text like "500.00 SEK") '
+            "(two decimals)",
+            {"GiftCertificate"},
+            "a value that cannot be read leaves a note on the delivery",
+        ),
         _f("GiftCertificate.Date", DATE, "giftCertificate.date", {"GiftCertificate"}),
         _f("GiftCertificate.DueDate", DATE, "giftCertificate.dueDate", {"GiftCertificate"}),
         # Non-order events
@@ -345,6 +396,12 @@ def field_type(key: str) -> str:
     """The Rule type of a key, also for dynamic `Order.<attribute>_<element>` keys (text)."""
     spec = FIELDS_BY_KEY.get(key)
     return spec.type if spec else TEXT
+
+
+def is_per_item(key: str) -> bool:
+    """True for a `multiple` that keeps one value per item (repeats included) instead of a distinct list."""
+    spec = FIELDS_BY_KEY.get(key)
+    return bool(spec and spec.per_item)
 
 
 def is_field_allowed(event: str, key: str) -> bool:

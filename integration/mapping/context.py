@@ -45,12 +45,14 @@ class Subscriber:
     """One Rule subscriber as mapped: `fields` maps each Rule key to its value, in catalog order.
 
     Values are already in Rule's format: text and json as str, multiple as a list of str, dates as text.
+    `notes` say what the document held that could not be sent (shown on the delivery, never silent).
     """
 
     email: str
     phone_number: str | None = None
     language: str | None = None
     fields: dict[str, Any] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True)

@@ -111,13 +111,22 @@ def order_language(order: dict) -> str | None:
 
 
 def subscriber_for(
-    fields: Fields, ctx: MappingContext, email: str | None, phone_number: str | None, language: str | None
+    fields: Fields,
+    ctx: MappingContext,
+    email: str | None,
+    phone_number: str | None,
+    language: str | None,
+    notes: list[str] | None = None,
 ) -> Subscriber:
     """A Subscriber, or MappingError when there is no email to send it to."""
     if not email:
         raise MappingError("no email: the document has no customer, shipping or billing email")
     return Subscriber(
-        email=email, phone_number=phone_number, language=language or language_code(ctx.default_language), fields=fields
+        email=email,
+        phone_number=phone_number,
+        language=language or language_code(ctx.default_language),
+        fields=fields,
+        notes=list(notes or []),
     )
 
 
@@ -218,9 +227,12 @@ def common_fields(fields: Fields, order: dict, ctx: MappingContext) -> None:
     put(fields, "Order.VatAmount", vat_amount)
     put(fields, "Order.Vatpercent", vat_percent(lines))
     put(fields, "Order.HandlingAmount", amount(totals.get("handling")))
+    # The article lists TaxDeductionAmount with the common fields (sent like HandlingAmount, "0.00" included)
+    # and only TaxDeduction under "For tax deduction".
     deducted = totals.get("taxDeducted")
     if (money_value(deducted) or 0) > 0:
-        put_money(fields, "Order.TaxDeduction", deducted, style)
+        put(fields, "Order.TaxDeduction", formatted(deducted, style))
+    put(fields, "Order.TaxDeductionAmount", amount(deducted))
     put(fields, "Order.PaymentMethod", first_text(dig(order, "paymentMethod", "name"), order.get("paymentMethod")))
     put(fields, "Order.DeliveryMethod", text(dig(order, "shippingPriceGroup", "shippingOption", "name")))
     put(fields, "Order.Currency", currency_code(order.get("grandTotal")))
@@ -243,8 +255,35 @@ def _json_number(value: Any) -> int | float | None:
     return int(number) if number == number.to_integral_value() else float(number)
 
 
-def item_fields(fields: Fields, lines: Iterable[dict], style: MoneyStyle, *, returned: bool = False) -> None:
-    """The item fields of `lines` (distinct values in line order); for returns the refund values per line."""
+# Keys of a shipment or return line that describe the line itself, not the order line it points at.
+_OWN_LINE_KEYS = frozenset({"id", "orderLine", "shipmentLine"})
+
+
+def document_lines(lines: Any, kind: str, notes: list[str]) -> list[dict]:
+    """A shipment's or a return's lines as order lines: each line's `orderLine`, with the line's own values
+    (quantity, lineValue, unitPrice: what was shipped or refunded) on top. A line that is not an object is
+    left out with a note."""
+    result = []
+    for number, line in enumerate(as_list(lines), start=1):
+        if not isinstance(line, dict):
+            notes.append(f"{kind} line {number} left out of the item fields: it is not an object ({line!r:.60})")
+            continue
+        merged = dict(as_dict(line.get("orderLine")))
+        merged.update({k: v for k, v in line.items() if k not in _OWN_LINE_KEYS and v is not None})
+        if merged:
+            result.append(merged)
+    return result
+
+
+def item_fields(
+    fields: Fields,
+    lines: Iterable[dict],
+    style: MoneyStyle,
+    *,
+    returned: bool = False,
+    notes: list[str] | None = None,
+) -> None:
+    """The item fields of `lines` (distinct values in line order); for returns the refund value of each line."""
     lines = [as_dict(line) for line in lines if isinstance(line, dict)]
     if not lines:
         return
@@ -259,8 +298,7 @@ def item_fields(fields: Fields, lines: Iterable[dict], style: MoneyStyle, *, ret
     if quantities:
         put(fields, "Order.IndividualProductCount", str(sum(quantities)))
     if returned:
-        put(fields, "Order.RefundValuePcs", distinct(formatted(line.get("lineValue"), style) for line in lines))
-        put(fields, "Order.RefundValuePcsAmount", distinct(amount(line.get("lineValue")) for line in lines))
+        refund_values(fields, lines, style, notes if notes is not None else [])
         return
     put(fields, "Order.Skus", distinct(dig(line, "productSize", "SKU") for line in lines))
     products = []
@@ -287,8 +325,22 @@ def item_fields(fields: Fields, lines: Iterable[dict], style: MoneyStyle, *, ret
         put(fields, "Order.Products", json.dumps(products, ensure_ascii=False, separators=(",", ":")))
 
 
+def refund_values(fields: Fields, lines: list[dict], style: MoneyStyle, notes: list[str]) -> None:
+    """Order.RefundValuePcs / ...Amount: one value per returned line, in line order, repeats kept (the article:
+    "for each item"); a line whose value cannot be read is left out with a note."""
+    for key, value_of in (
+        ("Order.RefundValuePcs", lambda money: formatted(money, style)),
+        ("Order.RefundValuePcsAmount", amount),
+    ):
+        values = [value_of(line.get("lineValue")) for line in lines]
+        missing = [str(number) for number, value in enumerate(values, start=1) if value is None]
+        if missing:
+            notes.append(f"{key}: returned line {', '.join(missing)} has no readable lineValue; left out")
+        put(fields, key, [value for value in values if value is not None])
+
+
 def billing_fields(fields: Fields, order: dict) -> None:
-    """Order.Billing*: the billing address, with the same rules as the shipping fields (OrderCompleted only)."""
+    """Order.Billing*: the billing address, with the same rules as the shipping fields."""
     billing = as_dict(order.get("billingAddress"))
     put(fields, "Order.BillingFirstname", text(billing.get("firstName")))
     put(fields, "Order.BillingLastname", text(billing.get("lastName")))
@@ -314,9 +366,22 @@ def tracking_link(templates: dict[str, str], carrier: str | None, tracking: str 
 # --- the order events -------------------------------------------------------------------------------------------
 
 
-def order_subscriber(fields: Fields, order: dict, ctx: MappingContext, *more_emails: Any) -> Subscriber:
+def order_subscriber(
+    fields: Fields, order: dict, ctx: MappingContext, *more_emails: Any, notes: list[str] | None = None
+) -> Subscriber:
     """The subscriber of an order document with the given fields."""
-    return subscriber_for(fields, ctx, order_email(order, *more_emails), order_phone(order), order_language(order))
+    return subscriber_for(
+        fields, ctx, order_email(order, *more_emails), order_phone(order), order_language(order), notes
+    )
+
+
+def completed_fields(fields: Fields, order: dict, style: MoneyStyle) -> None:
+    """What a completed order carries beyond the common fields: Order.Handling and the billing address.
+
+    Ours: the article lists carrier and tracking "(If we have a delivery (OrderShipped))" inside its
+    OrderCompleted-only list, so a shipped order carries these as well as a completed one."""
+    put(fields, "Order.Handling", formatted(dig(order, "totals", "handling"), style))
+    billing_fields(fields, order)
 
 
 def map_order(event: str, payload: dict, ctx: MappingContext) -> Subscriber:
@@ -328,10 +393,10 @@ def map_order(event: str, payload: dict, ctx: MappingContext) -> Subscriber:
     style = money_style(order)
     item_fields(fields, as_list(order.get("lines")), style)
     if event == "OrderCompleted":
-        put(fields, "Order.Handling", formatted(dig(order, "totals", "handling"), style))
-        billing_fields(fields, order)
+        completed_fields(fields, order, style)
     if event == "OrderCancellation":
-        put(fields, "Order.AdditionalMessage", first_text(ctx.cancellation_message, order.get("otherComment")))
+        # Ours: the merchant's message only; the shopper's order comment is not a message to them.
+        put(fields, "Order.AdditionalMessage", text(ctx.cancellation_message))
         put(fields, "Order.CompanyUrl", text(ctx.shop_url))
     return order_subscriber(fields, order, ctx, payload.get("email"))
 
@@ -349,19 +414,46 @@ def selection_id(payload: dict) -> str | None:
     )
 
 
+def cart_items(order: dict) -> list[dict]:
+    """The cart's item lines (non-empty objects in `lines`): OrderCreated needs at least one."""
+    return [line for line in as_list(order.get("lines")) if isinstance(line, dict) and line]
+
+
+def cart_url(ctx: MappingContext, selection: str | None, notes: list[str]) -> str | None:
+    """Order.CartUrl when the connection's 'send cart link' is on; a note when it is on but cannot be built."""
+    if not ctx.send_cart_link:
+        return None
+    link = fill_template(ctx.cart_link_template, "selection", selection)
+    if link is None:
+        if not text(ctx.cart_link_template):
+            why = "the connection has no cart link template"
+        elif "{selection}" not in ctx.cart_link_template:
+            why = "the connection's cart link template has no {selection}"
+        else:
+            why = "the cart has no selection id"
+        notes.append(f"Order.CartUrl left out: 'send cart link' is on but {why}")
+    return link
+
+
 def map_order_created(payload: dict, ctx: MappingContext) -> Subscriber:
     """OrderCreated (abandoned cart): `{"email", "selection", "order"}`; the number is the selection id until
-    the order has one, and the cart link is sent when the connection's setting is on."""
+    the order has one, and the cart link is sent when the connection's setting is on.
+
+    A cart without items is a MappingError: the article's OrderCreated is "when one or more items have been
+    added", and a Rule call without item fields would start the merchant's automation on an empty cart."""
     order = as_dict(payload.get("order"))
+    lines = cart_items(order)
+    if not lines:
+        raise MappingError("OrderCreated: the cart has no items (order.lines is empty)")
     selection = selection_id(payload)
+    notes: list[str] = []
     fields: Fields = {}
     base_fields(fields, order, number=first_text(order.get("number"), selection))
     common_fields(fields, order, ctx)
-    item_fields(fields, as_list(order.get("lines")), money_style(order))
-    if ctx.send_cart_link:
-        put(fields, "Order.CartUrl", fill_template(ctx.cart_link_template, "selection", selection))
+    item_fields(fields, lines, money_style(order))
+    put(fields, "Order.CartUrl", cart_url(ctx, selection, notes))
     email = valid_email(payload.get("email")) or order_email(order)
-    return subscriber_for(fields, ctx, email, order_phone(order), order_language(order))
+    return subscriber_for(fields, ctx, email, order_phone(order), order_language(order), notes)
 
 
 def shipment_order(payload: dict) -> tuple[dict, dict]:
@@ -376,16 +468,27 @@ def shipment_order(payload: dict) -> tuple[dict, dict]:
     return shipment, order
 
 
+def shipped_lines(shipment: dict, order: dict, notes: list[str]) -> list[dict]:
+    """What this shipment holds: its own lines when it has any (a partial shipment lists only what left the
+    warehouse), else the order's lines."""
+    lines = document_lines(shipment.get("lines"), "shipment", notes)
+    return lines or [line for line in as_list(order.get("lines")) if isinstance(line, dict)]
+
+
 def map_order_shipped(payload: dict, ctx: MappingContext) -> Subscriber:
-    """OrderShipped: the order's fields from the shipment's order, plus carrier, tracking number and link."""
+    """OrderShipped, one per shipment: the order's fields from the shipment's order, the item fields of what
+    this shipment holds, the billing fields as on OrderCompleted, plus carrier, tracking number and link."""
     shipment, order = shipment_order(payload)
+    notes: list[str] = []
+    style = money_style(order)
     fields: Fields = {}
     base_fields(fields, order)
     common_fields(fields, order, ctx)
-    item_fields(fields, as_list(order.get("lines")), money_style(order))
+    item_fields(fields, shipped_lines(shipment, order, notes), style)
+    completed_fields(fields, order, style)
     carrier = first_text(dig(shipment, "carrierInformation", "carrierName"), dig(shipment, "shipmentPlugin", "name"))
     tracking = text(shipment.get("trackingNumber"))
     put(fields, "Order.Carrier", carrier)
     put(fields, "Order.Trackingno", tracking)
     put(fields, "Order.Trackinglink", tracking_link(ctx.tracking_link_templates, carrier, tracking))
-    return order_subscriber(fields, order, ctx, payload.get("email"))
+    return order_subscriber(fields, order, ctx, payload.get("email"), notes=notes)

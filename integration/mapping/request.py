@@ -71,16 +71,14 @@ def _field_items(fields: Any) -> list[tuple[Any, Any]]:
     return items
 
 
-def _rule_value(type_: str, value: Any) -> Any:
-    """The value in the shape Rule wants for `type_`; None when it cannot be given that shape."""
+def _rule_value(type_: str, value: Any, per_item: bool = False) -> Any:
+    """The value in the shape Rule wants for `type_`; None when it cannot be given that shape.
+
+    A `multiple` is a distinct list, except a per-item one (one value per item: repeats are kept)."""
     if type_ == catalog.MULTIPLE:
         values = value if isinstance(value, list | tuple) else [value]
-        seen: dict[str, None] = {}
-        for item in values:
-            item = text(item)
-            if item is not None:
-                seen.setdefault(item, None)
-        return list(seen) or None
+        items = [item for item in (text(v) for v in values) if item is not None]
+        return (items if per_item else list(dict.fromkeys(items))) or None
     if type_ == catalog.JSON:
         return value if isinstance(value, str) else json.dumps(value, ensure_ascii=False, separators=(",", ":"))
     return text(value)
@@ -156,7 +154,7 @@ def subscriber_body(event: str, subscriber: Subscriber, flow_config: FlowConfig,
             notes.append(f"field {key} left out: the catalog does not give it to {event}")
             continue
         type_ = catalog.field_type(key)
-        value = _rule_value(type_, value)
+        value = _rule_value(type_, value, catalog.is_per_item(key))
         if is_empty(value):
             continue
         seen.add(key)
@@ -185,7 +183,7 @@ def subscriber_body(event: str, subscriber: Subscriber, flow_config: FlowConfig,
 
 def build_request(event: str, subscriber: Subscriber, flow_config: FlowConfig) -> RuleRequest:
     """The single-subscriber `POST /subscribers` request for one event and flow."""
-    notes: list[str] = []
+    notes: list[str] = list(subscriber.notes)
     tags = clean_tags(flow_config.tags)
     sub = subscriber_body(event, subscriber, flow_config, notes)
     body = {

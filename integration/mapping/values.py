@@ -192,6 +192,27 @@ class MoneyStyle:
         return f"{self.prefix}{sign}{body}{self.suffix}"
 
 
+def amount_in_text(value: Any) -> Decimal | None:
+    """The amount a display string shows ("500.00 SEK", "1 299,50 kr", "€12.50"), read with the separators the
+    string itself uses (three digits after a lone separator group thousands: "1,200" is 1200); None when the
+    text holds no single number."""
+    raw = text(value)
+    match = _NUMBER_IN_TEXT.match(raw) if isinstance(value, str) and raw else None
+    style = MoneyStyle._from_sample({"formattedValue": raw}) if match else None
+    if match is None or style is None:
+        return None
+    number = match["num"]
+    for separator in {style.thousands_sep, " ", "\u00a0"} - {""}:
+        number = number.replace(separator, "")
+    if style.places:
+        number = number.replace(style.decimal_sep, ".")
+    try:
+        result = Decimal(number)
+    except InvalidOperation:
+        return None
+    return result if result.is_finite() else None
+
+
 def formatted(value: Any, style: MoneyStyle | None = None) -> str | None:
     """The plain money field: Centra's formattedValue as given; without one, the number in `style`."""
     if isinstance(value, dict):

@@ -34,3 +34,6 @@ def test_document_maps_to_the_exact_rule_body(path):
     assert request.body["subscribers"]["fields"] == expected["subscribers"]["fields"]
     assert request.body == expected
     assert request.email == expected["subscribers"]["email"]
+    # and, where the case lists them, exactly these notes on the delivery (what could not be sent, and why)
+    if "expected_notes" in case:
+        assert request.notes == case["expected_notes"]

@@ -1,9 +1,12 @@
 """Property tests: any order document Centra could plausibly send maps without error and within Rule's rules."""
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from integration.mapping import FlowConfig, MappingContext, build_request, map_event
+from integration import catalog
+from integration.mapping import FlowConfig, MappingContext, MappingError, build_request, map_event
+from integration.mapping.orders import cart_items
 
 ORDER_EVENTS = [
     "OrderCreated",
@@ -186,15 +189,24 @@ def payload_for(event: str, doc: dict, extra: dict) -> dict:
             "carrierInformation": st.fixed_dictionaries({"carrierName": scalars}),
             "date": scalars,
             "value": money,
+            "valueAsNumber": scalars,
             "code": scalars,
+            "lines": st.lists(
+                st.one_of(scalars, st.fixed_dictionaries({}, optional={"quantity": scalars})), max_size=3
+            ),
         },
     ),
 )
 def test_any_order_document_maps_within_rules_rules(event, doc, ctx, flow_tags, extra):
+    payload = payload_for(event, doc, extra)
+    if event == "OrderCreated" and not cart_items(doc):
+        # an abandoned cart without items is refused with the reason, never sent
+        with pytest.raises(MappingError, match="no items"):
+            map_event(event, payload, ctx)
+        return
+
     # when any plausible document is mapped and built
-    request = build_request(
-        event, map_event(event, payload_for(event, doc, extra), ctx), FlowConfig(tags=tuple(flow_tags))
-    )
+    request = build_request(event, map_event(event, payload, ctx), FlowConfig(tags=tuple(flow_tags)))
 
     # then no value is empty, no tag is empty or repeated, and every key has exactly one dot
     body = request.body
@@ -205,7 +217,9 @@ def test_any_order_document_maps_within_rules_rules(event, doc, ctx, flow_tags, 
         assert field["value"] not in (None, "", [], {})
         if isinstance(field["value"], list):
             assert all(isinstance(v, str) and v.strip() for v in field["value"])
-            assert len(field["value"]) == len(set(field["value"]))
+            if not catalog.is_per_item(field["key"]):
+                assert len(field["value"]) == len(set(field["value"]))
         else:
             assert isinstance(field["value"], str) and field["value"].strip()
     assert body["subscribers"]["email"] == "anna@example.com"
+    assert all(isinstance(note, str) and note for note in request.notes)

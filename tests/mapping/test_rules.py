@@ -1,5 +1,7 @@
 """One test per conditional rule of the field catalog."""
 
+import json
+
 import pytest
 
 from integration import catalog
@@ -11,11 +13,12 @@ BILLING_KEYS = [f.key for f in catalog.FIELDS if f.key.startswith("Order.Billing
 
 
 @pytest.mark.parametrize("event", [*ORDER_EVENTS, "GiftCertificate", "RefundCompleted"])
-def test_only_order_completed_sends_billing_fields_and_handling(event):
+def test_only_completed_and_shipped_orders_send_billing_fields_and_handling(event):
     sent = fields(run(event, sample(event)))
 
-    if event == "OrderCompleted":
+    if event in ("OrderCompleted", "OrderShipped"):
         assert sent["Order.BillingStreet"] == "Box 1234"
+        assert sent["Order.BillingZipcode"] == "111 22"
         assert sent["Order.Handling"] == "0.00 SEK"
     else:
         assert not set(BILLING_KEYS + ["Order.Handling"]) & set(sent)
@@ -44,18 +47,43 @@ def test_return_item_values_are_the_return_lines_not_the_order_lines():
     assert sent["Order.RefundValuePcsAmount"] == ["120.00"]
 
 
+def test_refund_values_keep_one_entry_per_returned_line_while_item_lists_stay_distinct():
+    payload = sample("RefundCompleted")
+    line = payload["return"]["lines"][0]
+    payload["return"]["lines"] = [line, {**line, "id": 2}, {**line, "id": 3, "lineValue": {"value": 120}}]
+
+    sent = fields(run("RefundCompleted", payload))
+
+    assert sent["Order.RefundValuePcs"] == ["400.00 SEK", "400.00 SEK", "120.00 SEK"]
+    assert sent["Order.RefundValuePcsAmount"] == ["400.00", "400.00", "120.00"]
+    assert sent["Order.Names"] == ["Wool Socks"]
+    assert sent["Order.ProductCount"] == "3"
+
+
+def test_a_returned_line_without_a_readable_value_is_left_out_with_a_note():
+    payload = sample("RefundCompleted")
+    line = payload["return"]["lines"][0]
+    payload["return"]["lines"] = [line, {**line, "id": 2, "lineValue": {"value": "n/a"}}]
+
+    request = run("RefundCompleted", payload)
+
+    assert fields(request)["Order.RefundValuePcsAmount"] == ["400.00"]
+    assert "Order.RefundValuePcsAmount: returned line 2 has no readable lineValue; left out" in request.notes
+
+
 @pytest.mark.parametrize(
-    ("deducted", "expected"),
-    [(0, None), (None, None), (-5, None), ("12.5", "12.50"), (399.8, "399.80")],
+    ("deducted", "amount", "sends_plain"),
+    [(0, "0.00", False), (None, None, False), (-5, "-5.00", False), ("12.5", "12.50", True), (399.8, "399.80", True)],
 )
-def test_tax_deduction_only_above_zero(deducted, expected):
+def test_tax_deduction_amount_is_common_and_tax_deduction_only_above_zero(deducted, amount, sends_plain):
     payload = order_payload()
     payload["order"]["totals"]["taxDeducted"] = {"value": deducted, "currency": {"code": "SEK"}}
 
     sent = fields(run("OrderCompleted", payload))
 
-    assert sent.get("Order.TaxDeductionAmount") == expected
-    assert ("Order.TaxDeduction" in sent) == (expected is not None)
+    # like Order.HandlingAmount: sent whenever Centra gives the value, "0.00" included
+    assert sent.get("Order.TaxDeductionAmount") == amount
+    assert ("Order.TaxDeduction" in sent) == sends_plain
 
 
 @pytest.mark.parametrize("send_cart_link", [True, False])
@@ -66,6 +94,31 @@ def test_cart_url_only_when_the_setting_is_on(send_cart_link):
 
     expected = "https://shop.example/cart/a1b2c3d4e5f60718293a4b5c6d7e8f90" if send_cart_link else None
     assert sent.get("Order.CartUrl") == expected
+
+
+@pytest.mark.parametrize(
+    ("template", "why"),
+    [
+        ("", "the connection has no cart link template"),
+        ("https://shop.example/cart", "the connection's cart link template has no {selection}"),
+    ],
+)
+def test_cart_url_that_cannot_be_built_leaves_a_note(template, why):
+    ctx = MappingContext(send_cart_link=True, cart_link_template=template)
+
+    request = run("OrderCreated", sample("OrderCreated"), ctx)
+
+    assert "Order.CartUrl" not in fields(request)
+    assert request.notes == [f"Order.CartUrl left out: 'send cart link' is on but {why}"]
+
+
+@pytest.mark.parametrize("lines", [[], None, [None, {}], "3 items"])
+def test_a_cart_without_items_is_a_mapping_error(lines):
+    payload = sample("OrderCreated")
+    payload["order"]["lines"] = lines
+
+    with pytest.raises(MappingError, match="the cart has no items"):
+        run("OrderCreated", payload)
 
 
 def test_order_created_number_is_the_order_number_once_there_is_one():
@@ -114,15 +167,60 @@ def test_shipped_accepts_the_order_beside_the_shipment():
     assert beside["Order.Number"] == "10452"
 
 
+def _shipment_line(order_line: dict, quantity: int, value: float) -> dict:
+    money = {"value": value, "formattedValue": f"{value:.2f} SEK"}
+    return {"id": 90 + order_line["id"], "quantity": quantity, "lineValue": money, "orderLine": order_line}
+
+
+def test_a_partial_shipment_lists_only_its_own_lines():
+    payload = sample("OrderShipped")
+    scarf, socks = payload["shipment"]["order"]["lines"]
+    payload["shipment"]["lines"] = [_shipment_line(scarf, 1, 499.0)]  # one of the two scarves, no socks yet
+
+    sent = fields(run("OrderShipped", payload))
+
+    assert sent["Order.Names"] == ["Merino Scarf"]
+    assert sent["Order.Skus"] == ["NW-SCARF-GRN-OS"]
+    assert sent["Order.ProductCount"] == "1"
+    assert sent["Order.IndividualProductCount"] == "1"
+    products = json.loads(sent["Order.Products"])
+    assert [(p["name"], p["quantity"], p["lineValueAmount"]) for p in products] == [("Merino Scarf", 1, "499.00")]
+    # the order's totals stay the order's
+    assert sent["Order.TotalAmount"] == "1347.00"
+
+
+@pytest.mark.parametrize("lines", [None, []])
+def test_a_shipment_without_lines_lists_the_orders_lines(lines):
+    payload = sample("OrderShipped")
+    payload["shipment"]["lines"] = lines
+
+    sent = fields(run("OrderShipped", payload))
+
+    assert sent["Order.Names"] == ["Merino Scarf", "Wool Socks"]
+    assert sent["Order.IndividualProductCount"] == "3"
+
+
+def test_a_shipment_line_that_is_not_an_object_is_left_out_with_a_note():
+    payload = sample("OrderShipped")
+    socks = payload["shipment"]["order"]["lines"][1]
+    payload["shipment"]["lines"] = ["line-7", _shipment_line(socks, 1, 400.0)]
+
+    request = run("OrderShipped", payload)
+
+    assert fields(request)["Order.Names"] == ["Wool Socks"]
+    assert request.notes == ["shipment line 1 left out of the item fields: it is not an object ('line-7')"]
+
+
 @pytest.mark.parametrize(
     ("setting", "comment", "expected"),
     [
         ("Sorry, sold out.", "Customer asked", "Sorry, sold out."),
-        ("", "Customer asked", "Customer asked"),
+        ("", "Please leave the parcel at the door.", None),
+        ("  ", "Customer asked", None),
         ("", None, None),
     ],
 )
-def test_additional_message_is_the_setting_else_the_order_comment(setting, comment, expected):
+def test_additional_message_is_the_configured_message_or_nothing(setting, comment, expected):
     payload = sample("OrderCancellation")
     payload["order"]["otherComment"] = comment
     ctx = MappingContext(cancellation_message=setting, shop_url="https://shop.example")
@@ -259,6 +357,54 @@ def test_order_date_falls_back_to_created_at():
     assert fields(run("OrderCompleted", payload, MappingContext(time_zone="UTC")))["Order.Date"] == (
         "2026-05-05 10:00:00"
     )
+
+
+@pytest.mark.parametrize(
+    ("value", "as_number", "expected_value", "expected_number"),
+    [
+        ({"value": 500, "formattedValue": "500.00 SEK"}, None, "500.00 SEK", "500.00"),
+        (500, None, "500.00 SEK", "500.00"),
+        ("500", None, "500.00 SEK", "500.00"),
+        ("500.00 SEK", None, "500.00 SEK", "500.00"),
+        ("1 299,50 kr", None, "1 299,50 kr", "1299.50"),
+        ("€25", None, "€25", "25.00"),
+        ("500.00 SEK", "450", "500.00 SEK", "450.00"),
+        ({"value": 500, "formattedValue": "500.00 SEK"}, "  ", "500.00 SEK", "500.00"),
+    ],
+)
+def test_gift_certificate_value_as_money_number_or_text(value, as_number, expected_value, expected_number):
+    payload = sample("GiftCertificate")
+    payload["giftCertificate"].update(value=value, valueAsNumber=as_number)
+
+    request = run("GiftCertificate", payload)
+
+    assert fields(request)["GiftCertificate.Value"] == expected_value
+    assert fields(request)["GiftCertificate.ValueAsNumber"] == expected_number
+    assert request.notes == []
+
+
+def test_a_gift_certificate_value_that_cannot_be_read_is_kept_as_text_with_a_note():
+    payload = sample("GiftCertificate")
+    payload["giftCertificate"].update(value="Five hundred crowns", valueAsNumber="n/a")
+
+    request = run("GiftCertificate", payload)
+
+    assert fields(request)["GiftCertificate.Value"] == "Five hundred crowns"
+    assert "GiftCertificate.ValueAsNumber" not in fields(request)
+    assert request.notes == [
+        "giftCertificate.valueAsNumber 'n/a' is not a number; not used",
+        "GiftCertificate.ValueAsNumber left out: no amount could be read from the gift certificate",
+    ]
+
+
+def test_a_gift_certificate_monetary_value_without_a_number_leaves_a_note():
+    payload = sample("GiftCertificate")
+    payload["giftCertificate"].update(value={"currency": {"code": "SEK"}}, valueAsNumber=None)
+
+    request = run("GiftCertificate", payload)
+
+    assert "GiftCertificate.Value" not in fields(request)
+    assert request.notes[0].startswith("GiftCertificate.Value left out: giftCertificate.value {")
 
 
 def test_gift_certificate_dates_are_rule_dates():
