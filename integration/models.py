@@ -5,6 +5,7 @@ from __future__ import annotations
 import secrets
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.db import models
 from django.urls import reverse
 from django.utils import timezone
@@ -15,6 +16,22 @@ from integration.encryption import EncryptedTextField
 
 def new_token() -> str:
     return secrets.token_urlsafe(32)
+
+
+CART_LINK_EXAMPLE = "https://shop.example/abandoned-cart/{selection}"
+
+
+def cart_link_problem(send_cart_link: bool, template: str) -> str:
+    """Why these cart link settings cannot give Order.CartUrl, or "" when they can (or the link is off)."""
+    template = (template or "").strip()
+    if template and "{selection}" not in template:
+        return "The cart link template needs {selection} where the cart's id goes, e.g. " + CART_LINK_EXAMPLE + "."
+    if send_cart_link and not template:
+        return (
+            "'Send cart link' is on but there is no cart link template, so OrderCreated could not carry "
+            f"Order.CartUrl: enter a template like {CART_LINK_EXAMPLE}, or turn 'send cart link' off."
+        )
+    return ""
 
 
 class Connection(models.Model):
@@ -40,12 +57,16 @@ class Connection(models.Model):
         default=False,
         help_text="Centra's 'manually confirm orders': OrderPlaced on PENDING, OrderCompleted on confirm.",
     )
-    send_cart_link = models.BooleanField(default=True)
+    send_cart_link = models.BooleanField(
+        default=False,
+        help_text="Send Order.CartUrl with OrderCreated. Needs a cart link template: refused without one.",
+    )
     cart_link_template = models.CharField(
         max_length=500,
         blank=True,
         default="",
-        help_text="e.g. https://shop.example/abandoned-cart/{selection}",
+        help_text="The abandoned cart's link, {selection} standing for the cart's id, "
+        "e.g. https://shop.example/abandoned-cart/{selection}",
     )
     remove_cart_tag = models.BooleanField(
         default=True, help_text="Remove the OrderCreated tags once OrderPlaced/OrderCompleted is delivered."
@@ -103,6 +124,13 @@ class Connection(models.Model):
         super().save(*args, **kwargs)
         if created:
             Flow.create_defaults(self)
+
+    def clean(self) -> None:
+        """Settings that would make a field silently go missing are refused with what to do instead."""
+        super().clean()
+        problem = cart_link_problem(self.send_cart_link, self.cart_link_template)
+        if problem:
+            raise ValidationError({"cart_link_template": problem})
 
     @property
     def signing_secret_list(self) -> list[str]:

@@ -15,6 +15,7 @@ class ConnectionFactory(factory.django.DjangoModelFactory):
     rule_api_url = "http://127.0.0.1:9/api/v2"
     time_zone = "Europe/Stockholm"
     test_email = "merchant@example.com"
+    send_cart_link = True
     cart_link_template = "https://shop.example/abandoned-cart/{selection}"
     tracking_link_templates = factory.LazyFunction(
         lambda: {

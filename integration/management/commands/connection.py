@@ -41,6 +41,7 @@ def connection_json(conn: Connection, *, with_flows: bool = False) -> dict:
         "centra_api_token": mask(conn.centra_api_token),
         "test_email": conn.test_email,
         "manual_confirmation": conn.manual_confirmation,
+        "send_cart_link": conn.send_cart_link,
         "cart_link_template": conn.cart_link_template,
         "shop_url": conn.shop_url,
         "time_zone": conn.time_zone,
@@ -101,7 +102,13 @@ class Command(BaseCommand):
         upsert.add_argument("--centra-api-url")
         upsert.add_argument("--centra-api-token")
         upsert.add_argument("--manual-confirmation", action=argparse.BooleanOptionalAction, default=None)
-        upsert.add_argument("--cart-link-template")
+        upsert.add_argument(
+            "--send-cart-link",
+            action=argparse.BooleanOptionalAction,
+            default=None,
+            help="Order.CartUrl with OrderCreated; needs --cart-link-template (on by default when creating with one)",
+        )
+        upsert.add_argument("--cart-link-template", help="e.g. https://shop.example/abandoned-cart/{selection}")
         upsert.add_argument("--shop-url")
         upsert.add_argument("--time-zone")
         upsert.add_argument("--default-language")
@@ -166,7 +173,11 @@ class Command(BaseCommand):
         if options["manual_confirmation"] is not None:
             conn.manual_confirmation = options["manual_confirmation"]
         if options["cart_link_template"] is not None:
-            conn.cart_link_template = options["cart_link_template"]
+            conn.cart_link_template = options["cart_link_template"].strip()
+        if options["send_cart_link"] is not None:
+            conn.send_cart_link = options["send_cart_link"]
+        elif creating and conn.cart_link_template:
+            conn.send_cart_link = True
         if options["default_language"] is not None:
             conn.default_language = options["default_language"].strip().lower()
         if options["tracking_link"]:

@@ -1,0 +1,154 @@
+"""When an event reaches Rule and what a setting that would lose a field does: the article read line by line.
+
+Each test drives the real parts (the signed endpoint, the worker's tasks, the fake Rule and fake Centra, the
+admin and the `connection` command) and checks what a merchant would see.
+"""
+
+from __future__ import annotations
+
+import json
+from io import StringIO
+
+import pytest
+from django.core.management import call_command
+from django.core.management.base import CommandError
+
+from integration.models import Connection
+from tests.test_admin import change_url, form_data
+
+RULE_KEY = "rule-key-conditions-0123456789"
+SECRET = "whsec-conditions"
+CART_LINK = "https://shop.example/abandoned-cart/{selection}"
+
+
+# --------------------------------------------------------------------------------------------- cart link setting
+
+
+@pytest.mark.django_db
+def test_the_command_refuses_send_cart_link_without_a_template():
+    with pytest.raises(CommandError) as exc:
+        call_command(
+            "connection", "upsert", "cart-shop", "--rule-api-key", RULE_KEY, "--secret", SECRET, "--send-cart-link"
+        )
+
+    assert "'Send cart link' is on but there is no cart link template" in str(exc.value)
+    assert not Connection.objects.filter(name="cart-shop").exists()
+
+
+@pytest.mark.django_db
+def test_the_command_refuses_a_cart_link_template_without_selection():
+    with pytest.raises(CommandError) as exc:
+        call_command(
+            "connection",
+            "upsert",
+            "cart-shop",
+            "--rule-api-key",
+            RULE_KEY,
+            "--secret",
+            SECRET,
+            "--cart-link-template",
+            "https://shop.example/cart",
+        )
+
+    assert "needs {selection}" in str(exc.value)
+
+
+@pytest.mark.django_db
+def test_the_command_turns_the_cart_link_on_with_a_template_and_off_on_request():
+    out = StringIO()
+    call_command(
+        "connection",
+        "upsert",
+        "cart-shop",
+        "--rule-api-key",
+        RULE_KEY,
+        "--secret",
+        SECRET,
+        "--cart-link-template",
+        CART_LINK,
+        stdout=out,
+    )
+    created = json.loads(out.getvalue())
+    call_command("connection", "upsert", "cart-shop", "--no-send-cart-link", stdout=StringIO())
+
+    assert created["send_cart_link"] is True and created["cart_link_template"] == CART_LINK
+    conn = Connection.objects.get(name="cart-shop")
+    assert conn.send_cart_link is False and conn.cart_link_template == CART_LINK
+
+
+@pytest.mark.django_db
+def test_a_new_connection_without_a_template_has_the_cart_link_off():
+    out = StringIO()
+    call_command("connection", "upsert", "plain-shop", "--rule-api-key", RULE_KEY, "--secret", SECRET, stdout=out)
+
+    assert json.loads(out.getvalue())["send_cart_link"] is False
+
+
+def test_the_connection_page_refuses_send_cart_link_without_a_template(admin_client, rule_connection):
+    page = admin_client.get(change_url(rule_connection))
+    # the page says what the setting needs before anyone saves it
+    assert "Needs a cart link template: refused without one." in page.content.decode()
+    data = form_data(page)
+    data.update(send_cart_link="on", cart_link_template="")
+
+    response = admin_client.post(change_url(rule_connection), data)
+
+    assert response.status_code == 200
+    errors = response.context["adminform"].form.errors
+    assert "'Send cart link' is on but there is no cart link template" in errors["cart_link_template"][0]
+    rule_connection.refresh_from_db()
+    assert rule_connection.cart_link_template == CART_LINK
+
+
+def test_the_connection_page_saves_the_cart_link_off_without_a_template(admin_client, rule_connection):
+    data = form_data(admin_client.get(change_url(rule_connection)))
+    data.pop("send_cart_link", None)
+    data["cart_link_template"] = ""
+
+    response = admin_client.post(change_url(rule_connection), data)
+
+    assert response.status_code == 302
+    rule_connection.refresh_from_db()
+    assert (rule_connection.send_cart_link, rule_connection.cart_link_template) == (False, "")
+
+
+def test_the_migration_switches_off_cart_links_that_never_had_a_template(migrator_apps):
+    Connection_ = migrator_apps.before.get_model("integration", "Connection")
+    Connection_.objects.create(name="no-template", token="t1", send_cart_link=True, cart_link_template="  ")
+    Connection_.objects.create(name="with-template", token="t2", send_cart_link=True, cart_link_template=CART_LINK)
+
+    after = migrator_apps.migrate().get_model("integration", "Connection")
+
+    assert dict(after.objects.values_list("name", "send_cart_link")) == {"no-template": False, "with-template": True}
+
+
+@pytest.fixture
+def migrator_apps(transactional_db):
+    """The app registry at 0006 (before the cart link migration), and a way to migrate to 0007."""
+    from django.db import connection
+    from django.db.migrations.executor import MigrationExecutor
+
+    before, after = (
+        ("integration", "0006_console_health_and_rejected_calls"),
+        (
+            "integration",
+            "0007_cart_link_needs_a_template",
+        ),
+    )
+
+    class Migrator:
+        def __init__(self) -> None:
+            executor = MigrationExecutor(connection)
+            executor.migrate([before])
+            self.before = executor.loader.project_state([before]).apps
+
+        def migrate(self):
+            executor = MigrationExecutor(connection)
+            executor.loader.build_graph()
+            executor.migrate([after])
+            return executor.loader.project_state([after]).apps
+
+    yield Migrator()
+    executor = MigrationExecutor(connection)
+    executor.loader.build_graph()
+    executor.migrate(executor.loader.graph.leaf_nodes())
