@@ -12,8 +12,13 @@ from io import StringIO
 import pytest
 from django.core.management import call_command
 from django.core.management.base import CommandError
+from django.urls import reverse
 
-from integration.models import Connection
+from integration.inbound.signature import sign
+from integration.mapping.samples import sample
+from integration.models import Connection, Delivery, InboundEvent
+from integration.processing.dispatch import process_inbound_event
+from tests.factories import InboundEventFactory
 from tests.test_admin import change_url, form_data
 
 RULE_KEY = "rule-key-conditions-0123456789"
@@ -152,3 +157,54 @@ def migrator_apps(transactional_db):
     executor = MigrationExecutor(connection)
     executor.loader.build_graph()
     executor.migrate(executor.loader.graph.leaf_nodes())
+
+
+# --------------------------------------------------------------------------------------------- abandoned carts
+
+
+def post_signed(client, conn: Connection, document: dict):
+    raw = json.dumps(document).encode()
+    return client.post(
+        reverse("centra-events", args=[conn.token]),
+        data=raw,
+        content_type="application/json",
+        headers={"X-Centra-Signature": sign(conn.signing_secret_list[0], raw)},
+    )
+
+
+def abandoned_cart(lines: list) -> dict:
+    """A storefront's abandoned-checkout signal: the shopper typed an email, the cart is as given."""
+    cart = sample("OrderCreated")
+    cart["order"]["lines"] = lines
+    return {"id": "cart-sel-a1b2c3", "type": "OrderCreated", "occurredAt": "2026-12-02T08:15:00Z", **cart}
+
+
+def test_an_empty_cart_is_refused_with_the_problem_named_and_nothing_stored(client, rule_connection):
+    response = post_signed(client, rule_connection, abandoned_cart([]))
+
+    assert response.status_code == 400
+    assert response.json() == {
+        "error": "1 problem(s) in the events; nothing was stored",
+        "errors": [
+            {
+                "index": 0,
+                "id": "cart-sel-a1b2c3",
+                "field": "order.lines",
+                "message": "a cart needs at least one item: OrderCreated is sent when one or more items have been "
+                "added",
+            }
+        ],
+    }
+    assert not InboundEvent.objects.exists()
+
+
+def test_an_empty_cart_stored_before_the_check_fails_with_the_reason_and_never_reaches_rule(rule_connection, fake_rule):
+    # an event accepted by an earlier version of the service, still waiting to be processed
+    body = {k: v for k, v in abandoned_cart([]).items() if k not in ("id", "type", "occurredAt")}
+    inbound = InboundEventFactory(connection=rule_connection, event_type="OrderCreated", payload=body)
+
+    status = process_inbound_event(inbound.pk)
+
+    inbound.refresh_from_db()
+    assert (status, inbound.error) == ("failed", "OrderCreated: the cart has no items (order.lines is empty)")
+    assert not Delivery.objects.exists() and fake_rule.requests == []

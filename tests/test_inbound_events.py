@@ -102,8 +102,12 @@ def test_keys_we_do_not_read_are_accepted_and_kept(client, connection):
 
 
 VALID_EVENTS = [
-    {"type": "OrderCreated", "email": "cart@example.com", "selection": "sel-9", "order": {"items": []}},
-    {"type": "OrderCreated", "selection": "sel-8", "order": {"shippingAddress": {"email": "ship@example.com"}}},
+    {"type": "OrderCreated", "email": "cart@example.com", "selection": "sel-9", "order": {"lines": [{"id": 1}]}},
+    {
+        "type": "OrderCreated",
+        "selection": "sel-8",
+        "order": {"shippingAddress": {"email": "ship@example.com"}, "lines": [{"productName": "Tee"}]},
+    },
     {"type": "OrderPlaced", "order": {"number": 11}},
     {"type": "OrderCancellation", "order": {"number": "12"}},
     {"type": "OrderShipped", "shipment": {"id": "3311", "order": {"number": "13"}}},
@@ -292,8 +296,10 @@ def test_a_400_names_every_problem_of_every_event_and_stores_nothing(client, con
     ("body", "field"),
     [
         ({"type": "OrderCompleted"}, "order"),
-        ({"type": "OrderCreated", "email": "a@example.com", "order": {}}, "selection"),
-        ({"type": "OrderCreated", "selection": "s", "order": {}}, "email"),
+        ({"type": "OrderCreated", "email": "a@example.com", "order": {"lines": [{"id": 1}]}}, "selection"),
+        ({"type": "OrderCreated", "selection": "s", "order": {"lines": [{"id": 1}]}}, "email"),
+        ({"type": "OrderCreated", "email": "a@example.com", "selection": "s", "order": {"lines": []}}, "order.lines"),
+        ({"type": "OrderCreated", "email": "a@example.com", "selection": "s", "order": {}}, "order.lines"),
         ({"type": "OrderShipped"}, "shipment"),
         ({"type": "RefundCompleted", "order": {"number": "1"}}, "return"),
         ({"type": "ReturnCompleted", "return": []}, "return"),
@@ -520,6 +526,8 @@ TRICKY_EVENTS = [
     {"id": "e", "type": "OrderCompleted", "order": None},
     {"id": "e", "type": "OrderCreated", "email": "", "selection": "s", "order": {}},
     {"id": "e", "type": "OrderCreated", "email": " ", "selection": "s", "order": {"customer": {"email": "c@x.se"}}},
+    {"id": "e", "type": "OrderCreated", "email": "a@b.se", "selection": "s", "order": {"lines": [None, {}]}},
+    {"id": "e", "type": "OrderCreated", "email": "a@b.se", "selection": "s", "order": {"lines": "2 items"}},
     {"id": "e", "type": "BackInStockSubscribe", "email": "a@b.se", "item": "1-2", "shipTo": {"countryCode": "SEK"}},
     {"id": "e", "type": "StockUpdate", "items": [{"item": "1", "available": "3"}]},
     {"id": "e", "type": "StockUpdate", "items": [{"item": "1", "available": 2.0}]},

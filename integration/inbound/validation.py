@@ -16,6 +16,8 @@ from django.utils.dateparse import parse_datetime
 from rest_framework import serializers
 from rest_framework.fields import empty
 
+from integration.mapping.orders import cart_items
+
 MAX_EVENT_ID_LENGTH = 200  # the dedupe key "events:<id>" must fit in 255 characters
 
 
@@ -59,16 +61,25 @@ def _order_email(order: Any) -> str:
     return str(order.get("email") or "")
 
 
+EMPTY_CART = "a cart needs at least one item: OrderCreated is sent when one or more items have been added"
+
+
 class OrderCreatedSerializer(serializers.Serializer):
-    """An abandoned-cart signal: `{"email", "selection", "order"}`; the email may sit in the order."""
+    """An abandoned-cart signal: `{"email", "selection", "order"}`; the email may sit in the order, and the
+    order's `lines` hold at least one item (the same rule as the mapping's, `cart_items`)."""
 
     email = serializers.EmailField(required=False, allow_blank=True)
     selection = serializers.CharField(max_length=200)
     order = OptionalOrderDocumentSerializer()
 
     def validate(self, attrs: dict) -> dict:
+        problems: dict = {}
         if not attrs.get("email") and not _order_email(self.initial_data.get("order")):
-            raise serializers.ValidationError({"email": "an email is required (event email or order customer email)"})
+            problems["email"] = "an email is required (event email or order customer email)"
+        if not _cart_has_items(self.initial_data):
+            problems["order"] = {"lines": [EMPTY_CART]}
+        if problems:
+            raise serializers.ValidationError(problems)
         return attrs
 
 
@@ -354,12 +365,18 @@ def _check_envelope(event: dict) -> bool:
     )
 
 
-def _order_created_has_email(event: dict) -> bool:
-    return bool(str(event.get("email") or "").strip()) or bool(_order_email(event.get("order")))
+def _cart_has_items(event: dict) -> bool:
+    order = event.get("order")
+    return isinstance(order, dict) and bool(cart_items(order))
+
+
+def _order_created_is_complete(event: dict) -> bool:
+    has_email = bool(str(event.get("email") or "").strip()) or bool(_order_email(event.get("order")))
+    return has_email and _cart_has_items(event)
 
 
 # Serializers with their own validate methods, and the same rule for the fast path.
-_KNOWN_HOOKS: dict[type, _Check] = {OrderCreatedSerializer: _order_created_has_email}
+_KNOWN_HOOKS: dict[type, _Check] = {OrderCreatedSerializer: _order_created_is_complete}
 _ENVELOPE_ID = _compile_char(EnvelopeSerializer._declared_fields["id"])
 
 
