@@ -18,7 +18,9 @@ from integration.inbound.signature import sign
 from integration.mapping.samples import sample
 from integration.models import Connection, Delivery, InboundEvent
 from integration.processing.dispatch import process_inbound_event
+from integration.sandbox.fake_centra import send_webhook, webhook_event
 from tests.factories import InboundEventFactory
+from tests.fixtures.centra import centra_sample
 from tests.test_admin import change_url, form_data
 
 RULE_KEY = "rule-key-conditions-0123456789"
@@ -208,3 +210,52 @@ def test_an_empty_cart_stored_before_the_check_fails_with_the_reason_and_never_r
     inbound.refresh_from_db()
     assert (status, inbound.error) == ("failed", "OrderCreated: the cart has no items (order.lines is empty)")
     assert not Delivery.objects.exists() and fake_rule.requests == []
+
+
+# --------------------------------------------------------------------------------------------- shipments (native)
+
+
+def _run_queue(task_queue) -> None:
+    for _ in range(4):
+        if not task_queue.run_all():
+            return
+
+
+def _sent(fake_rule, tag: str) -> list[dict]:
+    return [
+        {f["key"]: f["value"] for f in r["json"]["subscribers"]["fields"]}
+        for r in fake_rule.requests
+        if r["method"] == "POST" and r["json"] and r["json"].get("tags") == [tag]
+    ]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_each_shipment_of_a_two_line_order_sends_its_own_order_shipped_with_its_own_items(
+    live_server, centra_connection, fake_centra, fake_rule, task_queue
+):
+    # given order 10452 (an Oxford shirt and two chinos) shipped in two parcels, the chinos a day later
+    fake_centra.add_order({**centra_sample("orders", 10452), "status": "SHIPPED"})
+    full = centra_sample("shipments", 3311)
+    shirt, chinos = full["lines"]
+    fake_centra.add_shipment({**full, "id": 3312, "number": "10452-1", "lines": [shirt]})
+    fake_centra.add_shipment(
+        {**full, "id": 3313, "number": "10452-2", "trackingNumber": "00370799999999999999", "lines": [chinos]}
+    )
+
+    # when Centra's webhook plugin announces both shipments (the first one twice: Centra repeats itself)
+    events = [webhook_event("shipment", 3312, "good_to_go"), webhook_event("shipment", 3313, "good_to_go")]
+    send_webhook(centra_connection.webhook_url(base=live_server.url), "whsec-test-1", events)
+    send_webhook(centra_connection.webhook_url(base=live_server.url), "whsec-test-1", [webhook_event("shipment", 3312)])
+    _run_queue(task_queue)
+
+    # then Rule got one OrderShipped per shipment, each listing what that parcel holds
+    sent = sorted(_sent(fake_rule, "OrderShipped"), key=lambda f: f["Order.Trackingno"])
+    assert [(f["Order.Trackingno"], f["Order.Names"], f["Order.IndividualProductCount"]) for f in sent] == [
+        ("00370712345678901234", ["Oxford Shirt"], "1"),
+        ("00370799999999999999", ["Chino Trousers"], "2"),
+    ]
+    assert [json.loads(f["Order.Products"])[0]["sku"] for f in sent] == ["OXF001LBM", "CHI002SA32"]
+    # both carry the order's totals and billing, as OrderCompleted does
+    assert {f["Order.TotalAmount"] for f in sent} == {"2348.00"}
+    assert all(f["Order.BillingCity"] and "Order.Handling" in f for f in sent)
+    assert Delivery.objects.filter(event="OrderShipped").count() == 2
