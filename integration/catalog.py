@@ -1,26 +1,95 @@
-"""The field catalog as data: every event, its default Rule tags, and every field it sends.
+"""The catalog: every event the bridge sends to Rule, declared once, and every field those events send.
 
-This module is the single source of the contract with the merchant's Rule account (names are exact, case
-included). The admin, the README table, the mapping and the tests read it from here. It follows
+An event is one `EventSpec` (its default tags, when it fires, its validation serializer, its mapper, its object
+key, its sample and, for events Centra sends, how Centra's state decides it), passed to `declare()`. The core's
+events are declared in `integration/events.py`, a plug-in's in its own module from its AppConfig.ready()
+(`backinstock/events.py`). Inbound validation, processing, the Centra sync, the admin, the preview, test calls,
+the README table and the tests all read the registry here; nothing else lists events.
+
+The fields are the contract with the merchant's Rule account (names are exact, case included). They follow
 `field-catalog.md` and Rule's Centra article; where the article is silent the rule here is ours and says so.
+This module holds data only: it imports nothing of the service, so the mapping and the models can read it.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from typing import Any
 
 TEXT, DATE, DATETIME, MULTIPLE, JSON = "text", "date", "datetime", "multiple", "json"
 FIELD_TYPES = (TEXT, DATE, DATETIME, MULTIPLE, JSON)
 
+# mapper(event, payload, ctx) -> Subscriber (integration.mapping); kept as plain callables so this module stays
+# free of imports.
+Mapper = Callable[[str, dict, Any], Any]
+
+
+@dataclass(frozen=True)
+class CentraTrigger:
+    """How Centra's *current* state of one object decides an event (events Centra's webhooks announce).
+
+    `kind` is the webhook type and the object fetched for it (order, shipment, return, customer); `fires(doc,
+    manual_confirmation=..., action=...)` says whether the object's state means this event; `actions`, when
+    given, are the webhook actions that can fire it at all (others are ignored without asking Centra);
+    `superseded_by` names the events on the same object that make this one stale once delivered.
+    """
+
+    kind: str
+    fires: Callable[..., bool]
+    actions: frozenset[str] | None = None
+    superseded_by: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class InboundType:
+    """A JSON event type the /events endpoint accepts: its body serializer (DRF) and what the logs search by.
+
+    Every catalog event with a serializer is one; a plug-in may add types of its own that are not catalog events
+    (back in stock's BackInStockSubscribe). `object_ref(body)` is the order number, id or item shown and searched
+    in the admin (default: the number of the order at `order_at`); the email is read from the body's `email`,
+    its `customer.email` or the order at `order_at`.
+    """
+
+    name: str
+    serializer: type
+    object_ref: Callable[[dict], Any] | None = None
+    order_at: tuple[str, ...] = ("order",)
+
 
 @dataclass(frozen=True)
 class EventSpec:
+    """One catalog event, everything the service knows about it."""
+
     name: str
     default_tags: tuple[str, ...]
     default_enabled: bool
-    when: str
-    source: str  # "centra" (native webhooks or JSON), "json" (storefront JSON only), "backinstock"
-    manual_mode_only: bool = False
+    when: str  # when it fires, in the merchant's words (README table, admin)
+    mapper: Mapper
+    sample: dict  # a realistic payload: test calls, preview, docs
+    serializer: type | None = None  # validates the JSON event body at /events; None: not accepted as JSON
+    object_key: Callable[[dict], str | None] | None = None  # the object it is about: each reaches Rule once
+    object_ref: Callable[[dict], Any] | None = None  # see InboundType
+    order_at: tuple[str, ...] = ("order",)
+    centra: CentraTrigger | None = None  # None: Centra's webhooks never announce it
+    manual_mode_only: bool = False  # only ever sent in Centra's manual-confirmation mode
+    emitted_by: str = ""  # a plug-in that emits it itself (e.g. "backinstock"), for the docs
+
+    @property
+    def accepts_json(self) -> bool:
+        return self.serializer is not None
+
+    @property
+    def source(self) -> str:
+        """Where it comes from: "centra" (native webhooks or JSON), "json" (JSON events only), or the plug-in."""
+        if self.centra is not None:
+            return "centra"
+        return "json" if self.accepts_json else self.emitted_by
+
+    def inbound_type(self) -> InboundType | None:
+        if self.serializer is None:
+            return None
+        return InboundType(self.name, self.serializer, self.object_ref, self.order_at)
 
 
 @dataclass(frozen=True)
@@ -38,91 +107,6 @@ class FieldSpec:
         object.__setattr__(self, "group", self.key.split(".", 1)[0])
 
 
-EVENTS: dict[str, EventSpec] = {
-    e.name: e
-    for e in [
-        EventSpec(
-            "OrderCreated",
-            ("OrderCreated",),
-            True,
-            "abandoned-cart signal: a checkout with an email and items, order not completed; a cart without "
-            "items is refused (400)",
-            "json",
-        ),
-        EventSpec(
-            "OrderPlaced",
-            ("OrderPlaced",),
-            True,
-            "manual-confirmation mode only: an order seen in status PENDING; in auto-confirm mode an OrderPlaced "
-            "JSON event is stored as ignored with the reason, never sent",
-            "centra",
-            manual_mode_only=True,
-        ),
-        EventSpec(
-            "OrderCompleted",
-            ("OrderCompleted",),
-            True,
-            "auto-confirm mode: an order first seen in any status but CANCELLED; manual mode: an order seen "
-            "CONFIRMED, PROCESSING or SHIPPED",
-            "centra",
-        ),
-        # Ours: one per shipment; its item fields list that shipment's lines (a partial shipment lists only what
-        # left the warehouse), the order's lines when the shipment has none.
-        EventSpec(
-            "OrderShipped",
-            ("OrderShipped",),
-            True,
-            "a shipment with isShipped: true, one per shipment; item fields from the shipment's lines (else the "
-            "order's)",
-            "centra",
-        ),
-        EventSpec("OrderCancellation", ("OrderCancellation",), False, "an order seen CANCELLED", "centra"),
-        # The article's RefundCompleted fires "when a product is returned": every completed return, refunded or
-        # not. Ours: ReturnCompleted (off by default) is for merchants who want to tell the two apart; when it
-        # is on, a return with nothing refunded goes there instead. A return never starts both.
-        EventSpec(
-            "RefundCompleted",
-            ("RefundCompleted",),
-            True,
-            "a return completed: every one, refunded or not, unless ReturnCompleted is on (then only those with "
-            "a refunded value above zero)",
-            "centra",
-        ),
-        EventSpec(
-            "ReturnCompleted",
-            ("ReturnCompleted",),
-            False,
-            "when switched on: a return completed with nothing refunded (exchange, store credit), instead of "
-            "RefundCompleted",
-            "centra",
-        ),
-        EventSpec("Newsletter", ("Newsletter",), True, "newsletter sign-up on the site or in checkout", "json"),
-        EventSpec(
-            "CustomerRegistered",
-            ("CustomerRegistered",),
-            False,
-            "a customer account created (native customer webhook or JSON event)",
-            "centra",
-        ),
-        EventSpec("PasswordReset", ("PasswordReset",), False, "'Forgot your password?' with a restore link", "json"),
-        EventSpec("GiftCertificate", ("GiftCertificate",), False, "a gift certificate bought", "json"),
-        EventSpec(
-            "ProductAlertWaiting",
-            ("Rule - Waiting For Product Alert",),
-            True,
-            "a shopper starts watching an out-of-stock size",
-            "backinstock",
-        ),
-        EventSpec(
-            "ProductAlertTriggered",
-            ("Rule - Product Alert Triggered",),
-            True,
-            "stock for a watched size is back",
-            "backinstock",
-        ),
-    ]
-}
-
 # Event groups used by the field table below.
 ORDER_EVENTS = frozenset({"OrderCreated", "OrderPlaced", "OrderCompleted", "OrderShipped", "OrderCancellation"})
 RETURN_EVENTS = frozenset({"RefundCompleted", "ReturnCompleted"})
@@ -133,69 +117,70 @@ COMMON_EVENTS = ORDER_EVENTS | {"GiftCertificate"}
 ITEM_EVENTS = ORDER_EVENTS | RETURN_EVENTS
 COMPLETED_EVENTS = frozenset({"OrderCompleted", "OrderShipped"})
 CUSTOMER_EVENTS = frozenset({"CustomerRegistered", "PasswordReset"})
-ALERT_EVENTS = frozenset({"ProductAlertWaiting", "ProductAlertTriggered"})
 
 
-def _f(key, type_, source, events, condition="", dynamic=False, per_item=False) -> FieldSpec:
+def field_spec(key, type_, source, events, condition="", dynamic=False, per_item=False) -> FieldSpec:
+    """One field: its Rule key and type, where its value comes from, the events that send it."""
     return FieldSpec(key, type_, source, frozenset(events), condition, dynamic, per_item)
 
 
 def _money(key, source, events, condition="") -> list[FieldSpec]:
     """A money value: the plain field is Centra's formattedValue, `...Amount` the number with two decimals."""
     return [
-        _f(key, TEXT, f"{source}.formattedValue", events, condition),
-        _f(f"{key}Amount", TEXT, f"{source}.value (two decimals)", events, condition),
+        field_spec(key, TEXT, f"{source}.formattedValue", events, condition),
+        field_spec(f"{key}Amount", TEXT, f"{source}.value (two decimals)", events, condition),
     ]
 
 
-FIELDS: tuple[FieldSpec, ...] = tuple(
+# The core events' fields; a plug-in adds its own with declare(spec, fields=...).
+FIELDS: list[FieldSpec] = list(
     [
         # Base fields
-        _f(
+        field_spec(
             "Order.Number",
             TEXT,
             "number (OrderCreated: the selection id when no order number exists yet)",
             BASE_EVENTS,
         ),
-        _f("Order.Firstname", TEXT, "shippingAddress.firstName, else billing, else customer", BASE_EVENTS),
-        _f("Order.Lastname", TEXT, "shippingAddress.lastName, else billing, else customer", BASE_EVENTS),
+        field_spec("Order.Firstname", TEXT, "shippingAddress.firstName, else billing, else customer", BASE_EVENTS),
+        field_spec("Order.Lastname", TEXT, "shippingAddress.lastName, else billing, else customer", BASE_EVENTS),
         # Common order fields
-        _f("Order.Date", DATETIME, "orderDate, else createdAt, in the connection's time zone", COMMON_EVENTS),
-        _f("Customer.Number", TEXT, "customer.id", COMMON_EVENTS),
-        _f("Customer.Language", TEXT, "language.code (ISO 639-1)", COMMON_EVENTS),
-        _f("Order.Street", TEXT, 'shippingAddress.address1 + ", " + address2 when present', COMMON_EVENTS),
-        _f("Order.City", TEXT, "shippingAddress.city", COMMON_EVENTS),
-        _f("Order.Zipcode", TEXT, "shippingAddress.zipCode", COMMON_EVENTS),
-        _f("Order.State", TEXT, "shippingAddress.state.code, else stateOrProvince", COMMON_EVENTS),
-        _f("Order.Country", TEXT, "shippingAddress.country.code (ISO 3166 alpha-2)", COMMON_EVENTS),
-        _f("Order.Company", TEXT, "shippingAddress.companyName", COMMON_EVENTS),
-        _f("Order.Tele", TEXT, "shippingAddress.phoneNumber, else cellPhoneNumber, as given", COMMON_EVENTS),
+        field_spec("Order.Date", DATETIME, "orderDate, else createdAt, in the connection's time zone", COMMON_EVENTS),
+        field_spec("Customer.Number", TEXT, "customer.id", COMMON_EVENTS),
+        field_spec("Customer.Language", TEXT, "language.code (ISO 639-1)", COMMON_EVENTS),
+        field_spec("Order.Street", TEXT, 'shippingAddress.address1 + ", " + address2 when present', COMMON_EVENTS),
+        field_spec("Order.City", TEXT, "shippingAddress.city", COMMON_EVENTS),
+        field_spec("Order.Zipcode", TEXT, "shippingAddress.zipCode", COMMON_EVENTS),
+        field_spec("Order.State", TEXT, "shippingAddress.state.code, else stateOrProvince", COMMON_EVENTS),
+        field_spec("Order.Country", TEXT, "shippingAddress.country.code (ISO 3166 alpha-2)", COMMON_EVENTS),
+        field_spec("Order.Company", TEXT, "shippingAddress.companyName", COMMON_EVENTS),
+        field_spec("Order.Tele", TEXT, "shippingAddress.phoneNumber, else cellPhoneNumber, as given", COMMON_EVENTS),
         *_money("Order.Subtotal", "totals.lineValues", COMMON_EVENTS),
         *_money("Order.Discount", "totals.discounts", COMMON_EVENTS),
         *_money("Order.Shipping", "totals.shipping", COMMON_EVENTS),
         *_money("Order.Total", "grandTotal", COMMON_EVENTS),
         *_money("Order.Vat", "totals.taxIncluded + totals.taxAdded", COMMON_EVENTS),
-        _f(
+        field_spec(
             "Order.Vatpercent",
             TEXT,
             "the lines' taxPercent when they share one, else the rate of the largest line value",
             COMMON_EVENTS,
         ),
-        _f("Order.HandlingAmount", TEXT, "totals.handling.value (two decimals)", COMMON_EVENTS),
+        field_spec("Order.HandlingAmount", TEXT, "totals.handling.value (two decimals)", COMMON_EVENTS),
         # The article lists TaxDeductionAmount among the common fields (beside HandlingAmount, sent "0.00" too);
         # only TaxDeduction is under "For tax deduction".
-        _f(
+        field_spec(
             "Order.TaxDeduction",
             TEXT,
             "totals.taxDeducted.formattedValue",
             COMMON_EVENTS,
             "only when above zero",
         ),
-        _f("Order.TaxDeductionAmount", TEXT, "totals.taxDeducted.value (two decimals)", COMMON_EVENTS),
-        _f("Order.PaymentMethod", TEXT, "paymentMethod.name", COMMON_EVENTS),
-        _f("Order.DeliveryMethod", TEXT, "shippingPriceGroup.shippingOption.name", COMMON_EVENTS),
-        _f("Order.Currency", TEXT, "grandTotal.currency.code", COMMON_EVENTS),
-        _f(
+        field_spec("Order.TaxDeductionAmount", TEXT, "totals.taxDeducted.value (two decimals)", COMMON_EVENTS),
+        field_spec("Order.PaymentMethod", TEXT, "paymentMethod.name", COMMON_EVENTS),
+        field_spec("Order.DeliveryMethod", TEXT, "shippingPriceGroup.shippingOption.name", COMMON_EVENTS),
+        field_spec("Order.Currency", TEXT, "grandTotal.currency.code", COMMON_EVENTS),
+        field_spec(
             "Order.<attribute>_<element>",
             TEXT,
             "each custom order attribute element, e.g. Order.giftWrap_message",
@@ -203,16 +188,16 @@ FIELDS: tuple[FieldSpec, ...] = tuple(
             dynamic=True,
         ),
         # Items (returns: the returned lines)
-        _f("Order.Brands", MULTIPLE, "lines: brand.name, else productBrand", ITEM_EVENTS),
-        _f("Order.Types", MULTIPLE, "lines: folderName", ITEM_EVENTS),
-        _f("Order.Sizes", MULTIPLE, "lines: size", ITEM_EVENTS),
-        _f("Order.Names", MULTIPLE, "lines: productName", ITEM_EVENTS),
-        _f("Order.Variations", MULTIPLE, "lines: productVariantName", ITEM_EVENTS),
-        _f("Order.Collections", MULTIPLE, "lines: collection.name", ITEM_EVENTS),
-        _f("Order.ProductCount", TEXT, "number of lines", ITEM_EVENTS),
-        _f("Order.IndividualProductCount", TEXT, "sum of quantity", ITEM_EVENTS),
-        _f("Order.Skus", MULTIPLE, "lines: productSize.SKU", ORDER_EVENTS, "not for returns"),
-        _f(
+        field_spec("Order.Brands", MULTIPLE, "lines: brand.name, else productBrand", ITEM_EVENTS),
+        field_spec("Order.Types", MULTIPLE, "lines: folderName", ITEM_EVENTS),
+        field_spec("Order.Sizes", MULTIPLE, "lines: size", ITEM_EVENTS),
+        field_spec("Order.Names", MULTIPLE, "lines: productName", ITEM_EVENTS),
+        field_spec("Order.Variations", MULTIPLE, "lines: productVariantName", ITEM_EVENTS),
+        field_spec("Order.Collections", MULTIPLE, "lines: collection.name", ITEM_EVENTS),
+        field_spec("Order.ProductCount", TEXT, "number of lines", ITEM_EVENTS),
+        field_spec("Order.IndividualProductCount", TEXT, "sum of quantity", ITEM_EVENTS),
+        field_spec("Order.Skus", MULTIPLE, "lines: productSize.SKU", ORDER_EVENTS, "not for returns"),
+        field_spec(
             "Order.Products",
             JSON,
             "one object per line: name, variant, size, sku, brand, collection, quantity, unitPrice, "
@@ -223,7 +208,7 @@ FIELDS: tuple[FieldSpec, ...] = tuple(
         # Ours: the article says "for each item"; one value per returned line, in line order, repeats kept (two
         # lines of 400 give two values), so a template can pair them with the lines. A line whose value cannot be
         # read is left out with a note on the delivery.
-        _f(
+        field_spec(
             "Order.RefundValuePcs",
             MULTIPLE,
             "each returned line's lineValue.formattedValue, one per line, repeats kept",
@@ -231,7 +216,7 @@ FIELDS: tuple[FieldSpec, ...] = tuple(
             "returns only",
             per_item=True,
         ),
-        _f(
+        field_spec(
             "Order.RefundValuePcsAmount",
             MULTIPLE,
             "each returned line's lineValue.value (two decimals), one per line, repeats kept",
@@ -242,7 +227,7 @@ FIELDS: tuple[FieldSpec, ...] = tuple(
         # Event-specific
         # Ours: 'send cart link' on needs a template with {selection}; the admin and the `connection` command
         # refuse it without one, and a link that still cannot be built leaves a note on the delivery.
-        _f(
+        field_spec(
             "Order.CartUrl",
             TEXT,
             "the connection's cart link template with {selection} filled",
@@ -251,29 +236,29 @@ FIELDS: tuple[FieldSpec, ...] = tuple(
         ),
         # Ours: the article's "Only for OrderCompleted" list also holds carrier and tracking "(If we have a
         # delivery (OrderShipped))": a shipped order carries what a completed one does, plus the delivery.
-        _f("Order.Handling", TEXT, "totals.handling.formattedValue", COMPLETED_EVENTS),
-        _f("Order.BillingFirstname", TEXT, "billingAddress.firstName", COMPLETED_EVENTS),
-        _f("Order.BillingLastname", TEXT, "billingAddress.lastName", COMPLETED_EVENTS),
-        _f(
+        field_spec("Order.Handling", TEXT, "totals.handling.formattedValue", COMPLETED_EVENTS),
+        field_spec("Order.BillingFirstname", TEXT, "billingAddress.firstName", COMPLETED_EVENTS),
+        field_spec("Order.BillingLastname", TEXT, "billingAddress.lastName", COMPLETED_EVENTS),
+        field_spec(
             "Order.BillingStreet",
             TEXT,
             'billingAddress.address1 + ", " + address2 when present',
             COMPLETED_EVENTS,
         ),
-        _f("Order.BillingCity", TEXT, "billingAddress.city", COMPLETED_EVENTS),
-        _f("Order.BillingZipcode", TEXT, "billingAddress.zipCode", COMPLETED_EVENTS),
-        _f("Order.BillingState", TEXT, "billingAddress.state.code, else stateOrProvince", COMPLETED_EVENTS),
-        _f("Order.BillingCountry", TEXT, "billingAddress.country.code", COMPLETED_EVENTS),
-        _f("Order.BillingTele", TEXT, "billingAddress.phoneNumber, else cellPhoneNumber", COMPLETED_EVENTS),
-        _f("Order.BillingCompany", TEXT, "billingAddress.companyName", COMPLETED_EVENTS),
-        _f(
+        field_spec("Order.BillingCity", TEXT, "billingAddress.city", COMPLETED_EVENTS),
+        field_spec("Order.BillingZipcode", TEXT, "billingAddress.zipCode", COMPLETED_EVENTS),
+        field_spec("Order.BillingState", TEXT, "billingAddress.state.code, else stateOrProvince", COMPLETED_EVENTS),
+        field_spec("Order.BillingCountry", TEXT, "billingAddress.country.code", COMPLETED_EVENTS),
+        field_spec("Order.BillingTele", TEXT, "billingAddress.phoneNumber, else cellPhoneNumber", COMPLETED_EVENTS),
+        field_spec("Order.BillingCompany", TEXT, "billingAddress.companyName", COMPLETED_EVENTS),
+        field_spec(
             "Order.Carrier",
             TEXT,
             "carrierInformation.carrierName, else shipmentPlugin.name",
             {"OrderShipped"},
         ),
-        _f("Order.Trackingno", TEXT, "trackingNumber", {"OrderShipped"}),
-        _f(
+        field_spec("Order.Trackingno", TEXT, "trackingNumber", {"OrderShipped"}),
+        field_spec(
             "Order.Trackinglink",
             TEXT,
             "the connection's tracking link template for the carrier (else the default) with {tracking} filled",
@@ -281,20 +266,20 @@ FIELDS: tuple[FieldSpec, ...] = tuple(
             "only when a template and a tracking number exist",
         ),
         # Ours: the message is the merchant's; the shopper's order comment (otherComment) is never sent here.
-        _f(
+        field_spec(
             "Order.AdditionalMessage",
             TEXT,
             "the connection's cancellation message",
             {"OrderCancellation"},
             "only when one is configured",
         ),
-        _f("Order.CompanyUrl", TEXT, "the connection's shop URL", {"OrderCancellation"}),
+        field_spec("Order.CompanyUrl", TEXT, "the connection's shop URL", {"OrderCancellation"}),
         *_money("Order.RefundValueTotal", "return grandTotal", RETURN_EVENTS),
         *_money("Order.RefundHandlingCost", "return totals.handling", RETURN_EVENTS),
         *_money("Order.RefundReturnCost", "return totals.returnCost", RETURN_EVENTS),
-        _f("Order.RefundCurrency", TEXT, "return grandTotal.currency.code", RETURN_EVENTS),
+        field_spec("Order.RefundCurrency", TEXT, "return grandTotal.currency.code", RETURN_EVENTS),
         *[
-            _f(f"GiftCertificate.{name}", TEXT, f"giftCertificate.{src}", {"GiftCertificate"})
+            field_spec(f"GiftCertificate.{name}", TEXT, f"giftCertificate.{src}", {"GiftCertificate"})
             for name, src in [
                 ("Name", "name"),
                 ("Code", "code"),
@@ -306,13 +291,13 @@ FIELDS: tuple[FieldSpec, ...] = tuple(
             ]
         ],
         # Ours (the article is silent on the shape): value may be a MonetaryValue, a number or a display text.
-        _f(
+        field_spec(
             "GiftCertificate.Value",
             TEXT,
             "giftCertificate.value: its formattedValue, a number in the order's money style, or a text as given",
             {"GiftCertificate"},
         ),
-        _f(
+        field_spec(
             "GiftCertificate.ValueAsNumber",
             TEXT,
             'giftCertificate.valueAsNumber, else the value\'s amount (read from a text like "500.00 SEK") '
@@ -320,12 +305,12 @@ FIELDS: tuple[FieldSpec, ...] = tuple(
             {"GiftCertificate"},
             "a value that cannot be read leaves a note on the delivery",
         ),
-        _f("GiftCertificate.Date", DATE, "giftCertificate.date", {"GiftCertificate"}),
-        _f("GiftCertificate.DueDate", DATE, "giftCertificate.dueDate", {"GiftCertificate"}),
+        field_spec("GiftCertificate.Date", DATE, "giftCertificate.date", {"GiftCertificate"}),
+        field_spec("GiftCertificate.DueDate", DATE, "giftCertificate.dueDate", {"GiftCertificate"}),
         # Non-order events
-        _f("Contact.Language", TEXT, "event language (ISO 639-1)", {"Newsletter"}),
+        field_spec("Contact.Language", TEXT, "event language (ISO 639-1)", {"Newsletter"}),
         *[
-            _f(f"Address.{name}", TEXT, f"event address.{src}", {"Newsletter"})
+            field_spec(f"Address.{name}", TEXT, f"event address.{src}", {"Newsletter"})
             for name, src in [
                 ("Firstname", "firstName"),
                 ("Lastname", "lastName"),
@@ -337,7 +322,7 @@ FIELDS: tuple[FieldSpec, ...] = tuple(
             ]
         ],
         *[
-            _f(f"Customer.{name}", TEXT, f"customer {src}", CUSTOMER_EVENTS)
+            field_spec(f"Customer.{name}", TEXT, f"customer {src}", CUSTOMER_EVENTS)
             for name, src in [
                 ("Firstname", "firstName"),
                 ("Lastname", "lastName"),
@@ -350,41 +335,81 @@ FIELDS: tuple[FieldSpec, ...] = tuple(
                 ("Address2", "billingAddress.address2"),
             ]
         ],
-        _f("Customer.PasswordRestoreLink", TEXT, "event passwordRestoreLink", {"PasswordReset"}),
-        *[
-            _f(f"ProductAlert.{name}", TEXT, f"product {src}", ALERT_EVENTS)
-            for name, src in [
-                ("DisplayName", "name"),
-                ("DisplayUri", "uri"),
-                ("DisplayImage", "image"),
-                ("Brand", "brand"),
-                ("Variant", "variant"),
-                ("Size", "size"),
-                ("SKU", "sku"),
-                ("SizeSKU", "sizeSku"),
-                ("EAN", "ean"),
-                ("PriceInRegion", "price (formatted)"),
-                ("PriceInRegionAmount", "price (two decimals)"),
-                ("CurrencyInRegion", "currency"),
-            ]
-        ],
+        field_spec("Customer.PasswordRestoreLink", TEXT, "event passwordRestoreLink", {"PasswordReset"}),
     ]
 )
 
+# --- the registry ----------------------------------------------------------------------------------------------
+
+EVENTS: dict[str, EventSpec] = {}  # catalog order: the order of declaration
+INBOUND_TYPES: dict[str, InboundType] = {}  # every JSON type /events accepts
 # A key may be listed twice for different events (Customer.Language: common order fields and customer events).
 FIELDS_BY_KEY: dict[str, FieldSpec] = {}
 EVENTS_BY_KEY: dict[str, frozenset[str]] = {}
-for _spec in FIELDS:
-    FIELDS_BY_KEY.setdefault(_spec.key, _spec)
-    EVENTS_BY_KEY[_spec.key] = EVENTS_BY_KEY.get(_spec.key, frozenset()) | _spec.events
-EVENT_CHOICES = [(name, name) for name in EVENTS]
 AUTOMATION_CHOICES = [("reset", "reset"), ("force", "force"), ("none", "none (no automation)")]
 DEFAULT_AUTOMATION = "reset"
 
-# Inbound JSON event types that are not Rule events of their own.
-BACK_IN_STOCK_TYPES = ("BackInStockSubscribe", "BackInStockUnsubscribe", "StockUpdate")
-# Inbound JSON event types that map straight to one catalog event.
-JSON_EVENT_TYPES = tuple(name for name, spec in EVENTS.items() if spec.source != "backinstock")
+
+def _index_fields() -> None:
+    FIELDS_BY_KEY.clear()
+    EVENTS_BY_KEY.clear()
+    for spec in FIELDS:
+        FIELDS_BY_KEY.setdefault(spec.key, spec)
+        EVENTS_BY_KEY[spec.key] = EVENTS_BY_KEY.get(spec.key, frozenset()) | spec.events
+
+
+def declare(spec: EventSpec, fields: Iterable[FieldSpec] = ()) -> EventSpec:
+    """Add one catalog event (and the fields only it, or its plug-in, sends). Declaring a name twice is a bug."""
+    if spec.name in EVENTS or spec.name in INBOUND_TYPES:
+        raise ValueError(f"event {spec.name!r} is declared twice")
+    EVENTS[spec.name] = spec
+    inbound = spec.inbound_type()
+    if inbound is not None:
+        INBOUND_TYPES[spec.name] = inbound
+    if fields:
+        FIELDS.extend(fields)
+        _index_fields()
+    return spec
+
+
+def declare_inbound(inbound: InboundType) -> InboundType:
+    """Add a JSON type /events accepts that is not a catalog event of its own (a plug-in's input)."""
+    if inbound.name in INBOUND_TYPES or inbound.name in EVENTS:
+        raise ValueError(f"inbound type {inbound.name!r} is declared twice")
+    INBOUND_TYPES[inbound.name] = inbound
+    return inbound
+
+
+def undeclare(name: str) -> None:
+    """Remove an event or inbound type and its own fields (tests that declare a throw-away event)."""
+    EVENTS.pop(name, None)
+    INBOUND_TYPES.pop(name, None)
+    FIELDS[:] = [f for f in FIELDS if f.events != {name}]
+    _index_fields()
+
+
+def event_choices() -> list[tuple[str, str]]:
+    """Flow.event's choices: read when validating, so a new event needs no schema migration."""
+    return [(name, name) for name in EVENTS]
+
+
+def json_event_types() -> list[str]:
+    """The catalog events a JSON event may carry (their bodies are the mapper's payload)."""
+    return [name for name, spec in EVENTS.items() if spec.accepts_json]
+
+
+def centra_kinds() -> list[str]:
+    """The Centra webhook types turned into catalog events (each object is fetched and its state decides)."""
+    kinds: list[str] = []
+    for spec in EVENTS.values():
+        if spec.centra is not None and spec.centra.kind not in kinds:
+            kinds.append(spec.centra.kind)
+    return kinds
+
+
+def centra_events(kind: str) -> list[EventSpec]:
+    """The catalog events a Centra object of this kind may mean, in catalog order."""
+    return [spec for spec in EVENTS.values() if spec.centra is not None and spec.centra.kind == kind]
 
 
 def fields_for_event(event: str) -> list[FieldSpec]:
@@ -411,3 +436,6 @@ def is_field_allowed(event: str, key: str) -> bool:
         return event in events
     attr = FIELDS_BY_KEY["Order.<attribute>_<element>"]
     return key.startswith("Order.") and "_" in key and event in attr.events
+
+
+_index_fields()

@@ -1,4 +1,4 @@
-"""The field catalog as Markdown tables for the README: `python -m integration.catalog_table` prints them.
+"""The catalog as Markdown tables for the README: `python -m integration.catalog_table` prints them.
 
 The README holds this output verbatim between `<!-- catalog:start -->` and `<!-- catalog:end -->`; a test
 checks that it still matches the catalog.
@@ -16,7 +16,6 @@ _GROUP_NAMES: list[tuple[frozenset[str], str]] = [
     (catalog.ORDER_EVENTS, "order events"),
     (catalog.RETURN_EVENTS, "RefundCompleted, ReturnCompleted"),
     (catalog.CUSTOMER_EVENTS, "CustomerRegistered, PasswordReset"),
-    (catalog.ALERT_EVENTS, "ProductAlertWaiting, ProductAlertTriggered"),
 ]
 
 
@@ -60,4 +59,11 @@ def render() -> str:
 
 
 if __name__ == "__main__":
+    import os
+
+    import django
+
+    # The registry is filled when the apps are ready (each app declares its events).
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
+    django.setup()
     print(render(), end="")

@@ -119,12 +119,6 @@ class Connection(models.Model):
     def __str__(self) -> str:
         return self.name
 
-    def save(self, *args, **kwargs) -> None:
-        created = self._state.adding
-        super().save(*args, **kwargs)
-        if created:
-            Flow.create_defaults(self)
-
     def clean(self) -> None:
         """Settings that would make a field silently go missing are refused with what to do instead."""
         super().clean()
@@ -159,7 +153,9 @@ class Flow(models.Model):
     """One catalog event of one connection: on/off, Rule tags, automation mode, fields left out."""
 
     connection = models.ForeignKey(Connection, on_delete=models.CASCADE, related_name="flows")
-    event = models.CharField(max_length=40, choices=catalog.EVENT_CHOICES)
+    # Callable choices: the catalog is read when validating, so a new event needs no schema migration (a data
+    # migration creates its flows on existing connections: integration.flows.create_flows_operation).
+    event = models.CharField(max_length=40, choices=catalog.event_choices)
     enabled = models.BooleanField(default=True)
     tags = models.JSONField(default=list, blank=True)
     automation = models.CharField(max_length=10, choices=catalog.AUTOMATION_CHOICES, default=catalog.DEFAULT_AUTOMATION)
@@ -173,22 +169,29 @@ class Flow(models.Model):
         return f"{self.connection.name}: {self.event}"
 
     @classmethod
-    def create_defaults(cls, connection: Connection) -> None:
-        """A flow per catalog event with the catalog's defaults (safe to repeat)."""
-        existing = set(cls.objects.filter(connection=connection).values_list("event", flat=True))
-        cls.objects.bulk_create(
-            [
-                cls(
-                    connection=connection,
-                    event=spec.name,
-                    enabled=spec.default_enabled,
-                    tags=list(spec.default_tags),
-                    automation=catalog.DEFAULT_AUTOMATION,
-                )
-                for spec in catalog.EVENTS.values()
-                if spec.name not in existing
-            ]
+    def default(cls, connection: Connection, event: str) -> Flow:
+        """The flow an event has until one is stored: the catalog's defaults (not saved)."""
+        spec = catalog.EVENTS[event]
+        return cls(
+            connection=connection,
+            event=event,
+            enabled=spec.default_enabled,
+            tags=list(spec.default_tags),
+            automation=catalog.DEFAULT_AUTOMATION,
         )
+
+    @classmethod
+    def for_event(cls, connection: Connection, event: str) -> Flow:
+        """The connection's flow for an event, or its defaults when none is stored yet. Reads only."""
+        return connection.flows.filter(event=event).first() or cls.default(connection, event)
+
+    @classmethod
+    def create_defaults(cls, connection: Connection) -> list[Flow]:
+        """Store a flow per catalog event with the catalog's defaults (safe to repeat): the explicit step when a
+        connection is created (admin, `connection` command)."""
+        existing = set(cls.objects.filter(connection=connection).values_list("event", flat=True))
+        missing = [cls.default(connection, event) for event in catalog.EVENTS if event not in existing]
+        return cls.objects.bulk_create(missing)
 
 
 class InboundEvent(models.Model):

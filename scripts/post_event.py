@@ -32,14 +32,14 @@ def main() -> int:
     django.setup()
     import requests
 
+    from integration import catalog
     from integration.inbound.signature import HEADER, sign
-    from integration.mapping.samples import SAMPLES
     from integration.models import Connection
 
     connection = Connection.objects.get(name=args.connection)
     if not connection.signing_secret_list:
         parser.error("the connection has no signing secret")
-    body_fields = json.loads(Path(args.file).read_text()) if args.file else SAMPLES[args.type]
+    body_fields = json.loads(Path(args.file).read_text()) if args.file else catalog.EVENTS[args.type].sample
     event = {
         "id": f"demo-{uuid.uuid4().hex[:12]}",
         "type": args.type,

@@ -2,12 +2,13 @@
 
 import factory
 
-from integration.models import Connection, Delivery, InboundEvent
+from integration.models import Connection, Delivery, Flow, InboundEvent
 
 
 class ConnectionFactory(factory.django.DjangoModelFactory):
     class Meta:
         model = Connection
+        skip_postgeneration_save = True
 
     name = factory.Sequence(lambda n: f"shop-{n}")
     signing_secrets = "whsec-test-1"
@@ -24,6 +25,12 @@ class ConnectionFactory(factory.django.DjangoModelFactory):
         }
     )
     shop_url = "https://shop.example"
+
+    @factory.post_generation
+    def flows(conn, create, extracted, **kwargs):
+        """Every catalog event's flow, as the admin and the `connection` command create them (flows=False: none)."""
+        if create and extracted is not False:
+            Flow.create_defaults(conn)
 
 
 class InboundEventFactory(factory.django.DjangoModelFactory):

@@ -19,7 +19,7 @@ from integration import catalog
 from integration.delivery import engine as delivery_module
 from integration.delivery.testcall import enabled_flows
 from integration.encryption import mask
-from integration.mapping.samples import SAMPLES
+from integration.mapping.samples import sample
 from integration.models import Connection, Delivery, DeliveryAttempt, InboundEvent
 from integration.processing import emit
 from tests.factories import ConnectionFactory, DeliveryFactory, InboundEventFactory
@@ -343,7 +343,7 @@ def test_pause_and_resume(admin_client, shop):
 
 def sent_delivery(conn: Connection, event: str = "OrderCompleted") -> Delivery:
     """A delivery of the event's sample, sent once to the fake Rule."""
-    delivery = emit.emit_event(conn, event, SAMPLES[event], key=f"{event}:test-{event}")
+    delivery = emit.emit_event(conn, event, sample(event), key=f"{event}:test-{event}")
     delivery_module.send_now(delivery)
     delivery.refresh_from_db()
     return delivery
@@ -515,7 +515,7 @@ def test_delivery_page_shows_request_and_attempts_readably(admin_client, shop, f
 
 
 def test_inbound_event_page_shows_payload_and_links_to_preview(admin_client, shop):
-    inbound = InboundEventFactory(connection=shop, event_type="OrderCompleted", payload=SAMPLES["OrderCompleted"])
+    inbound = InboundEventFactory(connection=shop, event_type="OrderCompleted", payload=sample("OrderCompleted"))
 
     html = admin_client.get(change_url(inbound)).content.decode()
 
@@ -533,7 +533,7 @@ def preview(admin_client, **params):
 
 def test_preview_of_the_sample_shows_the_exact_body_and_sends_nothing(admin_client, shop, fake_rule):
     shop.flows.filter(event="OrderShipped").update(tags=["OrderShipped", "Shipped"])
-    expected = emit.render(shop, "OrderShipped", SAMPLES["OrderShipped"]).body
+    expected = emit.render(shop, "OrderShipped", sample("OrderShipped")).body
 
     response = preview(admin_client, connection=shop.pk, event="OrderShipped")
 
@@ -556,7 +556,7 @@ def test_preview_of_the_sample_shows_the_exact_body_and_sends_nothing(admin_clie
 
 
 def test_preview_of_a_stored_json_event(admin_client, shop, fake_rule):
-    payload = json.loads(json.dumps(SAMPLES["OrderCompleted"]))
+    payload = json.loads(json.dumps(sample("OrderCompleted")))
     payload["order"]["number"] = 77001
     inbound = InboundEventFactory(connection=shop, event_type="OrderCompleted", payload=payload)
 

@@ -220,7 +220,7 @@ def test_send_webhook_signs_the_raw_form_body_like_centra():
     received = {}
 
     class Capture(BaseHTTPRequestHandler):
-        def do_POST(self):  # noqa: N802
+        def do_POST(self):
             received["body"] = self.rfile.read(int(self.headers["Content-Length"]))
             received["headers"] = dict(self.headers)
             self.send_response(200)

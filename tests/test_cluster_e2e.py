@@ -1,7 +1,6 @@
 """One end-to-end run with a real `manage.py qcluster` worker on the ORM broker: a signed OrderCompleted posted
 to the events URL reaches the fake Rule with the right tag and fields, without anything run by hand."""
 
-import copy
 import json
 import os
 import subprocess
@@ -17,7 +16,7 @@ from django_q.conf import Conf
 
 from integration.inbound import store as inbound
 from integration.inbound.signature import HEADER, sign
-from integration.mapping.samples import SAMPLES
+from integration.mapping.samples import sample
 from integration.models import Delivery, InboundEvent
 from tests.factories import ConnectionFactory
 
@@ -74,7 +73,7 @@ def test_a_signed_order_completed_reaches_rule_through_a_real_worker(
     )
     try:
         # when the shop posts a signed OrderCompleted for order 5001
-        payload = copy.deepcopy(SAMPLES["OrderCompleted"])
+        payload = sample("OrderCompleted")
         payload["order"]["number"] = 5001
         payload["order"]["customer"]["email"] = "e2e.shopper@example.com"
         payload["order"]["shippingAddress"]["email"] = "e2e.shopper@example.com"

@@ -204,7 +204,7 @@ class PreviewForm(forms.Form):
     """Which flow (connection + event) and which payload (a stored inbound event or the sample) to preview."""
 
     connection = forms.ModelChoiceField(queryset=Connection.objects.all())
-    event = forms.ChoiceField(choices=catalog.EVENT_CHOICES)
+    event = forms.ChoiceField(choices=catalog.event_choices)
     inbound_event = forms.IntegerField(
         required=False,
         min_value=1,

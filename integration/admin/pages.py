@@ -22,7 +22,8 @@ from integration.admin.paginator import CappedCountPaginator
 from integration.encryption import mask
 from integration.models import Connection, Delivery, DeliveryAttempt, Flow, InboundEvent
 
-WEBHOOK_EVENT_TYPES = ("order", "shipment", "return", "customer", "account", "DisplayItems", "Products")
+# Centra webhook types that are stored but never turned into catalog events (shown in the type filter).
+UNUSED_WEBHOOK_TYPES = ("account",)
 
 
 def pretty_json(value: Any) -> str:
@@ -181,6 +182,11 @@ class ConnectionAdmin(admin.ModelAdmin):
     def centra_api_token_masked(self, conn: Connection) -> str:
         return mask(conn.centra_api_token) or "-"
 
+    def save_model(self, request: HttpRequest, obj: Connection, form: Any, change: bool) -> None:
+        super().save_model(request, obj, form, change)
+        if not change:
+            Flow.create_defaults(obj)  # a new connection starts with every catalog event's flow
+
     def get_urls(self):
         preview = self.admin_site.admin_view(self.preview_view)
         return [path("preview/", preview, name="integration_preview"), *super().get_urls()]
@@ -262,7 +268,7 @@ class ConnectionAdmin(admin.ModelAdmin):
             event = form.cleaned_data["event"]
             inbound = form.cleaned_data.get("inbound")
             context.update(connection=conn, event=event, inbound=inbound)
-            flow = emit.flow_for(conn, event)
+            flow = Flow.for_event(conn, event)
             context["flow"] = flow
             payload = self._preview_payload(inbound, event, context)
             if payload is not None:
@@ -279,11 +285,9 @@ class ConnectionAdmin(admin.ModelAdmin):
 
     @staticmethod
     def _preview_payload(inbound: InboundEvent | None, event: str, context: dict) -> dict | None:
-        from integration.mapping.samples import SAMPLES
-
         if inbound is None:
             context["source_label"] = f"the built-in sample for {event}"
-            return SAMPLES.get(event)
+            return catalog.EVENTS[event].sample
         if inbound.source == InboundEvent.Source.WEBHOOK:
             context["error"] = (
                 f"Inbound event {inbound.pk} is a native Centra webhook: it only names the object "
@@ -316,13 +320,20 @@ class ChoicesListFilter(admin.SimpleListFilter):
 class DeliveryEventFilter(ChoicesListFilter):
     title = "event"
     parameter_name = "event"
-    values = (*catalog.EVENTS, "RemoveCartTag")
+
+    def lookups(self, request, model_admin):
+        return [(v, v) for v in (*catalog.EVENTS, "RemoveCartTag")]
 
 
 class InboundTypeFilter(ChoicesListFilter):
     title = "type"
     parameter_name = "event_type"
-    values = (*catalog.JSON_EVENT_TYPES, *catalog.BACK_IN_STOCK_TYPES, *WEBHOOK_EVENT_TYPES)
+
+    def lookups(self, request, model_admin):
+        from integration.inbound.store import CATALOGUE_KEYS
+
+        values = (*catalog.INBOUND_TYPES, *catalog.centra_kinds(), *UNUSED_WEBHOOK_TYPES, *sorted(CATALOGUE_KEYS))
+        return [(v, v) for v in values]
 
 
 class ReadOnlyLogAdmin(admin.ModelAdmin):

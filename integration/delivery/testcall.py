@@ -67,11 +67,11 @@ def send_test_call(connection: Connection, event: str) -> TestCallResult:
     """One flow's test call, synchronously; failures become a result, never an exception."""
     # Imported here: these modules pull in mapping and delivery, which import the models in turn.
     from integration.delivery import engine as delivery_module
-    from integration.mapping.samples import SAMPLES
     from integration.processing import emit
 
     started = time.monotonic()
-    payload = SAMPLES.get(event)
+    spec = catalog.EVENTS.get(event)
+    payload = spec.sample if spec is not None else None
     if payload is None:
         return TestCallResult(event, False, "no sample", None, "no sample payload for this event", 0.0, None)
     try:

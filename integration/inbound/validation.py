@@ -1,4 +1,7 @@
-"""Validation of signed JSON events: the envelope, then one serializer per event type.
+"""Validation of signed JSON events: the envelope, then the serializer the event type declares.
+
+The serializer classes of the core's events are here; each catalog declaration (integration/events.py) names
+its own, and a plug-in declares the serializers of its types (backinstock/serializers.py).
 
 The serializers only validate: the stored payload is the event as sent (minus the envelope), so keys we do not
 read are kept and never rejected. Each serializer requires what the mapping cannot do without.
@@ -16,6 +19,7 @@ from django.utils.dateparse import parse_datetime
 from rest_framework import serializers
 from rest_framework.fields import empty
 
+from integration import catalog
 from integration.mapping.orders import cart_items
 
 MAX_EVENT_ID_LENGTH = 200  # the dedupe key "events:<id>" must fit in 255 characters
@@ -41,7 +45,7 @@ class EnvelopeSerializer(serializers.Serializer):
     occurredAt = serializers.DateTimeField()
 
     def validate_type(self, value: str) -> str:
-        if value not in BODY_SERIALIZERS:
+        if value not in catalog.INBOUND_TYPES:
             raise serializers.ValidationError(f"unknown event type {value!r}; known types: {', '.join(known_types())}")
         return value
 
@@ -141,66 +145,15 @@ class GiftCertificateSerializer(serializers.Serializer):
     giftCertificate = GiftCertificateDocumentSerializer()
 
 
-class ShipToSerializer(serializers.Serializer):
-    countryCode = serializers.CharField(max_length=2, min_length=2)
-    stateCode = serializers.CharField(max_length=10, required=False, allow_blank=True, allow_null=True)
-
-
-class ProductSerializer(serializers.Serializer):
-    name = serializers.CharField(required=False, allow_blank=True)
-
-
-class BackInStockSubscribeSerializer(serializers.Serializer):
-    """A shopper asks to hear when a size is back: `{"email", "item", "sku", "languageCode", "shipTo", "product"}`."""
-
-    email = serializers.EmailField()
-    item = serializers.CharField(max_length=100)
-    sku = serializers.CharField(max_length=100, required=False, allow_blank=True)
-    languageCode = serializers.CharField(max_length=16, required=False, allow_blank=True)
-    shipTo = ShipToSerializer(required=False)
-    product = ProductSerializer(required=False)
-
-
-class BackInStockUnsubscribeSerializer(serializers.Serializer):
-    """`{"email", "item"}`."""
-
-    email = serializers.EmailField()
-    item = serializers.CharField(max_length=100)
-
-
-class StockItemSerializer(serializers.Serializer):
-    item = serializers.CharField(max_length=100)
-    sku = serializers.CharField(max_length=100, required=False, allow_blank=True)
-    available = serializers.IntegerField(min_value=0)
-
-
-class StockUpdateSerializer(serializers.Serializer):
-    """`{"items": [{"item", "sku", "available"}]}`: the shop's stock figures."""
-
-    items = StockItemSerializer(many=True, allow_empty=False)
-
-
-BODY_SERIALIZERS: dict[str, type[serializers.Serializer]] = {
-    "OrderCreated": OrderCreatedSerializer,
-    "OrderPlaced": OrderEventSerializer,
-    "OrderCompleted": OrderEventSerializer,
-    "OrderCancellation": OrderEventSerializer,
-    "OrderShipped": OrderShippedSerializer,
-    "RefundCompleted": ReturnEventSerializer,
-    "ReturnCompleted": ReturnEventSerializer,
-    "Newsletter": NewsletterSerializer,
-    "CustomerRegistered": CustomerRegisteredSerializer,
-    "PasswordReset": PasswordResetSerializer,
-    "GiftCertificate": GiftCertificateSerializer,
-    "BackInStockSubscribe": BackInStockSubscribeSerializer,
-    "BackInStockUnsubscribe": BackInStockUnsubscribeSerializer,
-    "StockUpdate": StockUpdateSerializer,
-}
-
-
 def known_types() -> list[str]:
-    """Every event type the /events endpoint accepts."""
-    return list(BODY_SERIALIZERS)
+    """Every event type the /events endpoint accepts (the catalog's JSON events and the plug-ins' types)."""
+    return list(catalog.INBOUND_TYPES)
+
+
+def body_serializer(event_type: Any) -> type[serializers.Serializer] | None:
+    """The declared serializer of an event type, None when /events does not accept it."""
+    inbound = catalog.INBOUND_TYPES.get(event_type) if isinstance(event_type, str) else None
+    return inbound.serializer if inbound is not None else None
 
 
 def flatten_errors(detail: Any, prefix: str = "") -> list[tuple[str, str]]:
@@ -231,9 +184,9 @@ def validate_event(event: Any) -> list[tuple[str, str]]:
     envelope = EnvelopeSerializer(data=event)
     problems = [] if envelope.is_valid() else flatten_errors(envelope.errors)
     event_type = event.get("type")
-    body_serializer = BODY_SERIALIZERS.get(event_type) if isinstance(event_type, str) else None
-    if body_serializer is not None:
-        body = body_serializer(data=event)
+    serializer_class = body_serializer(event_type)
+    if serializer_class is not None:
+        body = serializer_class(data=event)
         if not body.is_valid():
             problems.extend(flatten_errors(body.errors))
     return problems
@@ -359,7 +312,7 @@ def _check_envelope(event: dict) -> bool:
     event_type = event.get("type")
     return (
         type(event_type) is str
-        and event_type in BODY_SERIALIZERS
+        and event_type in catalog.INBOUND_TYPES
         and _ENVELOPE_ID(event.get("id"))
         and _check_envelope_time(event.get("occurredAt"))
     )
@@ -384,5 +337,5 @@ def _plainly_valid(event: dict) -> bool:
     """True only when the envelope and the body certainly pass their serializers."""
     if not _check_envelope(event):
         return False
-    body_check = _compile_serializer(BODY_SERIALIZERS[event["type"]])
+    body_check = _compile_serializer(catalog.INBOUND_TYPES[event["type"]].serializer)
     return body_check is not None and body_check(event)

@@ -30,7 +30,7 @@ class RawBodyParser(BaseParser):
 
     media_type = "*/*"
 
-    def parse(self, stream, media_type=None, parser_context=None):  # noqa: ANN001, ANN201
+    def parse(self, stream, media_type=None, parser_context=None):
         return {}
 
 
@@ -120,7 +120,7 @@ class CentraEventsView(InboundView):
         return self.handle(request, token, self._rows)
 
     @staticmethod
-    def _rows(connection, body: bytes, signed_at: int) -> list[inbound.NewEvent]:  # noqa: ANN001
+    def _rows(connection, body: bytes, signed_at: int) -> list[inbound.NewEvent]:
         events = inbound.parse_json_events(body)
         inbound.validate_json_events(events)
         return inbound.json_events_to_store(connection, events)
@@ -150,7 +150,7 @@ class CentraWebhookView(InboundView):
         return self.handle(request, token, self._rows)
 
     @staticmethod
-    def _rows(connection, body: bytes, signed_at: int) -> list[inbound.NewEvent]:  # noqa: ANN001
+    def _rows(connection, body: bytes, signed_at: int) -> list[inbound.NewEvent]:
         return inbound.webhook_events_to_store(connection, inbound.parse_webhook_form(body), signed_at)
 
 

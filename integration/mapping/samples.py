@@ -1,4 +1,4 @@
-"""A realistic payload for every catalog event: used by test calls and previews in the admin.
+"""Realistic payloads for the catalog events (each declaration names its own): test calls, previews, tests.
 
 The shapes are the JSON event bodies of docs/internals.md; order documents follow Centra's
 DirectToConsumerOrder as returned by the Integration API.
@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import copy
 from typing import Any
+
+from integration import catalog
 
 
 def _money(value: float, currency: str = "SEK") -> dict[str, Any]:
@@ -152,55 +154,52 @@ _CUSTOMER = {
     "billingAddress": {**_ADDRESS, "address2": "lgh 1102"},
 }
 
-SAMPLES: dict[str, dict[str, Any]] = {
-    "OrderCreated": {
-        "email": "anna.lindqvist@example.com",
-        "selection": "a1b2c3d4e5f60718293a4b5c6d7e8f90",
-        "order": {k: v for k, v in ORDER.items() if k not in ("number", "id", "status")},
-    },
-    "OrderPlaced": {"order": {**ORDER, "status": "PENDING"}},
-    "OrderCompleted": {"order": ORDER},
-    "OrderShipped": {"shipment": SHIPMENT},
-    "OrderCancellation": {"order": {**ORDER, "status": "CANCELLED"}},
-    "RefundCompleted": {"return": RETURN},
-    "ReturnCompleted": {"return": {**RETURN, "grandTotal": _money(0.0)}},
-    "Newsletter": {
-        "email": "erik.berg@example.com",
-        "language": "sv-SE",
-        "address": {
-            "firstName": "Erik",
-            "lastName": "Berg",
-            "city": "Göteborg",
-            "zipCode": "411 05",
-            "country": {"code": "SE"},
-        },
-    },
-    "CustomerRegistered": {"customer": _CUSTOMER},
-    "PasswordReset": {
-        "customer": _CUSTOMER,
-        "passwordRestoreLink": "https://shop.example/account/reset?token=3f9c2d1e8b7a",
-    },
-    "GiftCertificate": {
-        "order": ORDER,
-        "giftCertificate": {
-            "name": "Gift card 500 SEK",
-            "code": "GC-7K2M-9QXP",
-            "link": "https://shop.example/gift-card/GC-7K2M-9QXP",
-            "message": "Happy birthday, Erik!",
-            "date": "2026-11-29",
-            "dueDate": "2027-11-29",
-            "description": "Valid for one year in the web shop",
-            "friend": "Erik Berg",
-            "currency": "SEK",
-            "value": _money(500.0),
-            "valueAsNumber": 500,
-        },
-    },
-    "ProductAlertWaiting": _ALERT,
-    "ProductAlertTriggered": _ALERT,
+ORDER_CREATED: dict[str, Any] = {
+    "email": "anna.lindqvist@example.com",
+    "selection": "a1b2c3d4e5f60718293a4b5c6d7e8f90",
+    "order": {k: v for k, v in ORDER.items() if k not in ("number", "id", "status")},
 }
+ORDER_PLACED: dict[str, Any] = {"order": {**ORDER, "status": "PENDING"}}
+ORDER_COMPLETED: dict[str, Any] = {"order": ORDER}
+ORDER_SHIPPED: dict[str, Any] = {"shipment": SHIPMENT}
+ORDER_CANCELLATION: dict[str, Any] = {"order": {**ORDER, "status": "CANCELLED"}}
+REFUND_COMPLETED: dict[str, Any] = {"return": RETURN}
+RETURN_COMPLETED: dict[str, Any] = {"return": {**RETURN, "grandTotal": _money(0.0)}}
+NEWSLETTER: dict[str, Any] = {
+    "email": "erik.berg@example.com",
+    "language": "sv-SE",
+    "address": {
+        "firstName": "Erik",
+        "lastName": "Berg",
+        "city": "Göteborg",
+        "zipCode": "411 05",
+        "country": {"code": "SE"},
+    },
+}
+CUSTOMER_REGISTERED: dict[str, Any] = {"customer": _CUSTOMER}
+PASSWORD_RESET: dict[str, Any] = {
+    "customer": _CUSTOMER,
+    "passwordRestoreLink": "https://shop.example/account/reset?token=3f9c2d1e8b7a",
+}
+GIFT_CERTIFICATE: dict[str, Any] = {
+    "order": ORDER,
+    "giftCertificate": {
+        "name": "Gift card 500 SEK",
+        "code": "GC-7K2M-9QXP",
+        "link": "https://shop.example/gift-card/GC-7K2M-9QXP",
+        "message": "Happy birthday, Erik!",
+        "date": "2026-11-29",
+        "dueDate": "2027-11-29",
+        "description": "Valid for one year in the web shop",
+        "friend": "Erik Berg",
+        "currency": "SEK",
+        "value": _money(500.0),
+        "valueAsNumber": 500,
+    },
+}
+PRODUCT_ALERT: dict[str, Any] = _ALERT
 
 
 def sample(event: str) -> dict[str, Any]:
-    """A deep copy of the sample payload for `event` (callers may change it freely)."""
-    return copy.deepcopy(SAMPLES[event])
+    """A deep copy of the declared sample payload for `event` (callers may change it freely)."""
+    return copy.deepcopy(catalog.EVENTS[event].sample)

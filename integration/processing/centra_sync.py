@@ -1,16 +1,10 @@
 """Step 2 for Centra's thin webhooks: fetch the object named by the webhook, decide which catalog events its
 current state means, and emit each one once.
 
-The decision reads the object's *current* state (fetched now, never the state a webhook was sent for) and the
-deliveries already stored for it, so repeated and reordered webhooks give each event once and a stale state is
-never sent after a newer one (field-catalog.md, events table):
-
-- order: CANCELLED -> OrderCancellation. Manual-confirmation mode: PENDING -> OrderPlaced (not once
-  OrderCompleted or OrderCancellation exists), CONFIRMED/PROCESSING/SHIPPED -> OrderCompleted. Auto mode: any
-  other status -> OrderCompleted. OrderCompleted never follows an OrderCancellation.
-- shipment with isShipped -> OrderShipped.
-- completed return -> RefundCompleted when its grandTotal is above zero, else ReturnCompleted (one of the two).
-- customer `create` -> CustomerRegistered.
+Which events a state means is declared with each event (`CentraTrigger` in integration/events.py, e.g.
+OrderCompleted: auto mode, any status but CANCELLED). The decision here adds what was already delivered for the
+object, so repeated and reordered webhooks give each event once and a stale state is never sent after a newer
+one (an event's `superseded_by`), and leaves out flows that are off (field-catalog.md, events table).
 """
 
 from __future__ import annotations
@@ -18,7 +12,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 
-from integration.centra import queries
+from integration import catalog
 from integration.centra.client import CentraClient, CentraNotConfigured, CentraQueryError
 from integration.mapping import object_key
 from integration.models import Connection, Delivery, InboundEvent
@@ -28,16 +22,6 @@ from integration.processing.emit import emit_event, flow_for
 log = logging.getLogger(__name__)
 
 ORDER, SHIPMENT, RETURN, CUSTOMER = "order", "shipment", "return", "customer"
-KINDS = (ORDER, SHIPMENT, RETURN, CUSTOMER)
-MANUAL_COMPLETED_STATUSES = frozenset({"CONFIRMED", "PROCESSING", "SHIPPED"})
-# The events that may follow each other for one order, and which ones make an earlier state stale.
-SUPERSEDED_BY = {
-    "OrderPlaced": ("OrderCompleted", "OrderCancellation"),
-    "OrderCompleted": ("OrderCancellation",),
-    "RefundCompleted": ("ReturnCompleted",),
-    "ReturnCompleted": ("RefundCompleted",),
-}
-PAYLOAD_KEY = {ORDER: "order", SHIPMENT: "shipment", RETURN: "return", CUSTOMER: "customer"}
 
 
 @dataclass
@@ -48,54 +32,36 @@ class Decision:
     skipped: dict[str, str] = field(default_factory=dict)
 
 
-def events_for_order(order: dict, manual_confirmation: bool) -> list[str]:
-    """The catalog events an order's status means, before looking at what was already sent."""
-    status = str(order.get("status") or "").upper()
-    if status == "CANCELLED":
-        return ["OrderCancellation"]
-    if manual_confirmation:
-        if status == "PENDING":
-            return ["OrderPlaced"]
-        return ["OrderCompleted"] if status in MANUAL_COMPLETED_STATUSES else []
-    return ["OrderCompleted"] if status else []
+def candidates(connection: Connection, kind: str, doc: dict, action: str = "") -> list[str]:
+    """The catalog events this object's state means (declared triggers), before looking at what was sent."""
+    return [
+        spec.name
+        for spec in catalog.centra_events(kind)
+        if spec.centra.fires(doc, manual_confirmation=connection.manual_confirmation, action=action)
+    ]
 
 
-def events_for_shipment(shipment: dict) -> list[str]:
-    """OrderShipped once the shipment is shipped."""
-    return ["OrderShipped"] if shipment.get("isShipped") is True else []
-
-
-def events_for_return(ret: dict) -> list[str]:
-    """RefundCompleted or ReturnCompleted once the return is completed, by the refunded value."""
-    if str(ret.get("returnStatus") or "").upper() != queries.RETURN_COMPLETED_STATUS:
-        return []
-    refunded = (ret.get("grandTotal") or {}).get("value") or 0
-    return ["RefundCompleted" if float(refunded) > 0 else "ReturnCompleted"]
+def superseded_by(event: str) -> tuple[str, ...]:
+    spec = catalog.EVENTS.get(event)
+    return spec.centra.superseded_by if spec is not None and spec.centra is not None else ()
 
 
 def payload_for(kind: str, doc: dict) -> dict:
-    """The JSON event body (docs/internals.md) for a fetched Centra object."""
-    return {PAYLOAD_KEY[kind]: doc}
+    """The JSON event body (docs/internals.md) for a fetched Centra object: `{"<kind>": doc}`."""
+    return {kind: doc}
 
 
 def decide(connection: Connection, kind: str, doc: dict, action: str = "") -> Decision:
     """The events due for this object now: its state's events, less those sent, stale, or switched off."""
-    if kind == ORDER:
-        candidates = events_for_order(doc, connection.manual_confirmation)
-    elif kind == SHIPMENT:
-        candidates = events_for_shipment(doc)
-    elif kind == RETURN:
-        candidates = events_for_return(doc)
-    else:
-        candidates = ["CustomerRegistered"] if action == "create" else []
+    due = candidates(connection, kind, doc, action)
     decision = Decision()
-    if not candidates:
+    if not due:
         return decision
     payload = payload_for(kind, doc)
-    natural = object_key(candidates[0], payload)
-    related = set(candidates)
-    for event in candidates:
-        related.update(SUPERSEDED_BY.get(event, ()))
+    natural = object_key(due[0], payload)
+    related = set(due)
+    for event in due:
+        related.update(superseded_by(event))
     existing = (
         set(
             Delivery.objects.filter(
@@ -105,8 +71,8 @@ def decide(connection: Connection, kind: str, doc: dict, action: str = "") -> De
         if natural
         else set()
     )
-    for event in candidates:
-        newer = [e for e in SUPERSEDED_BY.get(event, ()) if e in existing]
+    for event in due:
+        newer = [e for e in superseded_by(event) if e in existing]
         if event in existing:
             decision.skipped[event] = "already delivered"
         elif newer:
@@ -185,6 +151,11 @@ def fetch_current(connection: Connection, kind: str, ref: str) -> dict:
     return doc
 
 
+def _may_fire(kind: str, action: str) -> bool:
+    """True when some catalog event of this Centra kind can fire on this webhook action."""
+    return any(spec.centra.actions is None or action in spec.centra.actions for spec in catalog.centra_events(kind))
+
+
 def _object_ref(inbound: InboundEvent) -> str:
     ref = inbound.object_ref or str((inbound.payload or {}).get("id") or "")
     if not ref.strip().isdigit():
@@ -197,11 +168,9 @@ def _object_ref(inbound: InboundEvent) -> str:
 def process_centra_object(inbound: InboundEvent) -> str:
     """Fetch the webhook's object from Centra and emit the events its current state means."""
     kind = inbound.event_type
-    if kind not in KINDS:
-        return InboundEvent.Status.IGNORED
     action = str((inbound.payload or {}).get("action") or "")
-    if kind == CUSTOMER and action != "create":
-        # Only a new account is a catalog event; an update would cost a Centra query for nothing.
+    if not _may_fire(kind, action):
+        # No declared event can follow from this kind and action: a Centra query would be for nothing.
         return InboundEvent.Status.IGNORED
     connection = inbound.connection
     doc = fetch_current(connection, kind, _object_ref(inbound))

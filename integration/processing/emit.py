@@ -11,11 +11,8 @@ from integration.processing.dispatch import PermanentError
 
 
 def flow_for(connection: Connection, event: str) -> Flow:
-    flow = connection.flows.filter(event=event).first()
-    if flow is None:  # a connection created before this event joined the catalog
-        Flow.create_defaults(connection)
-        flow = connection.flows.get(event=event)
-    return flow
+    """The connection's flow for `event`; its catalog defaults when none is stored yet. Reads only."""
+    return Flow.for_event(connection, event)
 
 
 def render(

@@ -465,7 +465,7 @@ def _handler_for(fake: FakeCentra) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         server_version = "FakeCentra/1.0"
 
-        def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
+        def log_message(self, format: str, *args: Any) -> None:
             return None
 
         def _send(self, status: int, headers: dict, body: dict) -> None:
@@ -478,7 +478,7 @@ def _handler_for(fake: FakeCentra) -> type[BaseHTTPRequestHandler]:
             self.end_headers()
             self.wfile.write(data)
 
-        def do_POST(self) -> None:  # noqa: N802 - stdlib naming
+        def do_POST(self) -> None:
             length = int(self.headers.get("Content-Length") or 0)
             body = self.rfile.read(length)
             if self.path.startswith(CONTROL_PATH):
@@ -492,7 +492,7 @@ def _handler_for(fake: FakeCentra) -> type[BaseHTTPRequestHandler]:
             if fake.on_query is not None and fake.queries:
                 fake.on_query(status, fake.queries[-1])
 
-        def do_GET(self) -> None:  # noqa: N802 - stdlib naming
+        def do_GET(self) -> None:
             self._send(405, {"Allow": "POST"}, {"errors": [{"message": "Use POST for GraphQL requests"}]})
 
     return Handler

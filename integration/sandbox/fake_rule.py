@@ -365,7 +365,7 @@ class _Handler(BaseHTTPRequestHandler):
     # back by about 40 ms per answer (measured by tests/bench: 46 ms per request at "0 ms", 1.3 ms without).
     disable_nagle_algorithm = True
 
-    def log_message(self, format: str, *args) -> None:  # noqa: A002 - the stdlib's signature
+    def log_message(self, format: str, *args) -> None:
         """Silent: the recorded requests are the log."""
 
     def _dispatch(self) -> None:
@@ -438,4 +438,4 @@ class _Handler(BaseHTTPRequestHandler):
             return exc.status, exc.body, {}
         return status, payload, {}
 
-    do_GET = do_POST = do_DELETE = do_PUT = do_PATCH = _dispatch  # noqa: N815 - stdlib naming
+    do_GET = do_POST = do_DELETE = do_PUT = do_PATCH = _dispatch

@@ -17,7 +17,7 @@ from urllib.parse import urlencode
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from tests.bench import common  # noqa: E402
+from tests.bench import common
 
 TARGET_MS = 500
 REPEATS = 5
@@ -213,7 +213,7 @@ def views(model_admin, user, changelist_url: str) -> list[tuple[str, str]]:
     return found
 
 
-def changelist(model_admin, user, url: str):  # noqa: ANN201
+def changelist(model_admin, user, url: str):
     from django.test import RequestFactory
 
     request = RequestFactory().get(url)

@@ -9,7 +9,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from tests.bench import common, inbound_bench  # noqa: E402
+from tests.bench import common, inbound_bench
 
 if __name__ == "__main__":
     args = common.parse_args(__doc__)

@@ -13,7 +13,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from tests.bench import common  # noqa: E402
+from tests.bench import common
 
 DBNAME = "bench_memory"
 RULE_KEY = "bench-rule-key-0123456789"

@@ -56,7 +56,7 @@ def pg_url(dbname: str) -> str:
     return f"{PG_SERVER}/{dbname}"
 
 
-def _admin_connection():  # noqa: ANN202
+def _admin_connection():
     import psycopg
 
     return psycopg.connect(pg_url("postgres"), autocommit=True)
@@ -177,7 +177,7 @@ def stop(process: subprocess.Popen, timeout: float = 15.0) -> None:
         process.wait(5)
 
 
-def start_fake_rule(env: dict, port: int, api_key: str, latency_ms: int, name: str = "fakerule"):  # noqa: ANN201
+def start_fake_rule(env: dict, port: int, api_key: str, latency_ms: int, name: str = "fakerule"):
     """The fake Rule (integration/rule/fake.py) in its own process, answering after `latency_ms`."""
     args = [PYTHON, "manage.py", "fakerule", "--port", str(port), "--api-key", api_key, "--latency-ms", str(latency_ms)]
     return child(name, args, env, port=port)

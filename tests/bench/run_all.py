@@ -21,7 +21,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from tests.bench import common  # noqa: E402
+from tests.bench import common
 
 BENCH_DIR = Path(__file__).resolve().parent
 # (name, script, extra arguments for a full run, extra arguments for --quick)

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import copy
 import json
 from pathlib import Path
 from typing import Any
 
 from integration import catalog
 from integration.mapping import FlowConfig, MappingContext, RuleRequest, build_request, map_event
-from integration.mapping.samples import SAMPLES
+from integration.mapping.samples import sample
 
 DATA = Path(__file__).resolve().parent.parent / "data" / "orders"
 GOLDEN_FILES = sorted(DATA.glob("*.json"))
@@ -36,11 +35,6 @@ def run(event: str, payload: dict, ctx: MappingContext | None = None, flow: Flow
 def fields(request: RuleRequest) -> dict[str, Any]:
     """The request's fields as {key: value}."""
     return {f["key"]: f["value"] for f in request.body["subscribers"]["fields"]}
-
-
-def sample(event: str) -> dict:
-    """A fresh copy of the sample payload for `event`."""
-    return copy.deepcopy(SAMPLES[event])
 
 
 def order_payload(**changes: Any) -> dict:

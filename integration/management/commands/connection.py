@@ -12,7 +12,7 @@ from django.core.validators import URLValidator, validate_email
 from django.db import transaction
 
 from integration.encryption import mask
-from integration.models import Connection
+from integration.models import Connection, Flow
 
 
 def flow_json(flow) -> dict:
@@ -191,6 +191,8 @@ class Command(BaseCommand):
             raise CommandError(_masked_errors(exc)) from None
         with transaction.atomic():
             conn.save()
+            if creating:
+                Flow.create_defaults(conn)  # a new connection starts with every catalog event's flow
         return conn
 
 

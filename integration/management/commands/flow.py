@@ -6,7 +6,7 @@ from django.core.management.base import BaseCommand, CommandError
 
 from integration import catalog
 from integration.management.commands.connection import flow_json, get_connection, print_json
-from integration.processing.emit import flow_for
+from integration.models import Flow
 
 
 class Command(BaseCommand):
@@ -34,7 +34,7 @@ class Command(BaseCommand):
         event = options["event"]
         if event not in catalog.EVENTS:
             raise CommandError(f"Unknown event {event!r}; catalog events: {', '.join(catalog.EVENTS)}.")
-        flow = flow_for(conn, event)
+        flow = Flow.for_event(conn, event)  # saved below: a flow not stored yet is created by this command
         if options["enabled"] is not None:
             flow.enabled = options["enabled"]
         if options["tag"]:

@@ -1,0 +1,44 @@
+"""Validation of back-in-stock's JSON event types (declared in backinstock/events.py)."""
+
+from __future__ import annotations
+
+from rest_framework import serializers
+
+
+class ShipToSerializer(serializers.Serializer):
+    countryCode = serializers.CharField(max_length=2, min_length=2)
+    stateCode = serializers.CharField(max_length=10, required=False, allow_blank=True, allow_null=True)
+
+
+class ProductSerializer(serializers.Serializer):
+    name = serializers.CharField(required=False, allow_blank=True)
+
+
+class BackInStockSubscribeSerializer(serializers.Serializer):
+    """A shopper asks to hear when a size is back: `{"email", "item", "sku", "languageCode", "shipTo", "product"}`."""
+
+    email = serializers.EmailField()
+    item = serializers.CharField(max_length=100)
+    sku = serializers.CharField(max_length=100, required=False, allow_blank=True)
+    languageCode = serializers.CharField(max_length=16, required=False, allow_blank=True)
+    shipTo = ShipToSerializer(required=False)
+    product = ProductSerializer(required=False)
+
+
+class BackInStockUnsubscribeSerializer(serializers.Serializer):
+    """`{"email", "item"}`."""
+
+    email = serializers.EmailField()
+    item = serializers.CharField(max_length=100)
+
+
+class StockItemSerializer(serializers.Serializer):
+    item = serializers.CharField(max_length=100)
+    sku = serializers.CharField(max_length=100, required=False, allow_blank=True)
+    available = serializers.IntegerField(min_value=0)
+
+
+class StockUpdateSerializer(serializers.Serializer):
+    """`{"items": [{"item", "sku", "available"}]}`: the shop's stock figures."""
+
+    items = StockItemSerializer(many=True, allow_empty=False)
