@@ -6,7 +6,7 @@ import secrets
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
-from django.db import models
+from django.db import models, transaction
 from django.urls import reverse
 from django.utils import timezone
 
@@ -32,6 +32,15 @@ def cart_link_problem(send_cart_link: bool, template: str) -> str:
             f"Order.CartUrl: enter a template like {CART_LINK_EXAMPLE}, or turn 'send cart link' off."
         )
     return ""
+
+
+class ConnectionManager(models.Manager):
+    def create_with_flows(self, **fields) -> Connection:
+        """A new connection and every catalog event's flow with its defaults, in one transaction."""
+        with transaction.atomic():
+            connection = self.create(**fields)
+            Flow.create_defaults(connection)
+        return connection
 
 
 class Connection(models.Model):
@@ -112,6 +121,8 @@ class Connection(models.Model):
 
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
+
+    objects = ConnectionManager()
 
     class Meta:
         ordering = ["name"]

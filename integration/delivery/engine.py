@@ -26,7 +26,7 @@ from django.db.models import Exists, F, Max, OuterRef, Q, Subquery, Value
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
-from integration.models import Connection, Delivery, DeliveryAttempt, InboundEvent
+from integration.models import Connection, Delivery, DeliveryAttempt, Flow, InboundEvent
 from integration.ops import delivery_stats
 from integration.ops.health import KEY_REFUSED
 from integration.rule.client import RuleRequestError, error_message, get_client, scrub
@@ -434,9 +434,9 @@ def _after_success(delivery: Delivery) -> None:
         return
     if delivery.trigger == Delivery.Trigger.TEST:
         return  # a test call is one request to the merchant's test address
-    flow = connection.flows.filter(event="OrderCreated").first()
+    flow = Flow.for_event(connection, "OrderCreated")
     # A disabled cart flow set no tags; a DELETE answered 404 would only raise the account's error rate.
-    if flow is None or not flow.enabled:
+    if not flow.enabled:
         return
     for tag in dict.fromkeys(flow.tags or []):
         create_delivery(

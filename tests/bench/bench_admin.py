@@ -109,7 +109,9 @@ def build(deliveries: int) -> None:
     from integration.models import Connection, Delivery, DeliveryAttempt
 
     events = list(catalog.EVENTS)
-    conn_ids = [Connection.objects.create(name=f"shop-{i}", rule_api_key="bench-key").pk for i in range(CONNECTIONS)]
+    conn_ids = [
+        Connection.objects.create_with_flows(name=f"shop-{i}", rule_api_key="bench-key").pk for i in range(CONNECTIONS)
+    ]
     whens = " ".join(f"WHEN mod(g, 100) < {bound} THEN '{st}'" for bound, st in STATUS_BY_PERCENT)
     status_case = f"CASE {whens} END"
     columns, values, params = _complete(Delivery, delivery_columns())

@@ -253,7 +253,7 @@ def main() -> None:
         from integration.models import Connection
 
         rule_url = f"http://127.0.0.1:{port}/api/v2"
-        connection = Connection.objects.create(name="bench", rule_api_url=rule_url, rule_api_key=RULE_KEY)
+        connection = Connection.objects.create_with_flows(name="bench", rule_api_url=rule_url, rule_api_key=RULE_KEY)
         started = time.monotonic()
         create_watchers(connection, args.watchers)
         setup_seconds = time.monotonic() - started

@@ -57,7 +57,7 @@ def one_run(broker: str, latency_ms: int, count: int, synchronous_commit: bool =
 
     port = common.free_port()
     with common.start_fake_rule(env, port, RULE_KEY, latency_ms, name=f"delivery-fakerule-{broker}-{latency_ms}"):
-        connection = Connection.objects.create(
+        connection = Connection.objects.create_with_flows(
             name="bench", rule_api_key=RULE_KEY, rule_api_url=f"http://127.0.0.1:{port}/api/v2"
         )
         for start in range(0, count, 500):

@@ -85,7 +85,7 @@ def main() -> None:
     process = psutil.Process()
     port = common.free_port()
     with common.start_fake_rule(env, port, RULE_KEY, 0, name="memory-fakerule"):
-        conn = Connection.objects.create(
+        conn = Connection.objects.create_with_flows(
             name="bench", rule_api_key=RULE_KEY, rule_api_url=f"http://127.0.0.1:{port}/api/v2"
         )
         make_deliveries(conn.pk, count)

@@ -121,7 +121,9 @@ def run(bench: str, kind: str, per_request: int, quick: bool) -> None:
 
     from integration.models import Connection, InboundEvent
 
-    connection = Connection.objects.create(name="bench", signing_secrets=SECRET, rule_api_key="bench-rule-key")
+    connection = Connection.objects.create_with_flows(
+        name="bench", signing_secrets=SECRET, rule_api_key="bench-rule-key"
+    )
     service_path = reverse(f"centra-{kind}", args=[connection.token])
     baseline_path = reverse(f"bench-baseline-{kind}", args=[connection.token])
     seq = itertools.count()
