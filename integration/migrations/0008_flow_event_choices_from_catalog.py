@@ -7,7 +7,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('integration', '0005_reconcile_schedule_moved'),
+        ('integration', '0007_cart_link_needs_a_template'),
     ]
 
     operations = [
