@@ -137,8 +137,7 @@ declare(
         "OrderShipped",
         ("OrderShipped",),
         True,
-        "a shipment with isShipped: true, one per shipment; item fields from the shipment's lines (else the "
-        "order's)",
+        "a shipment with isShipped: true, one per shipment; item fields from the shipment's lines (else the order's)",
         mapper=lambda event, payload, ctx: map_order_shipped(payload, ctx),
         sample=samples.ORDER_SHIPPED,
         serializer=v.OrderShippedSerializer,
