@@ -9,10 +9,25 @@ from django.db.models import Count, QuerySet
 from django.http import HttpRequest
 
 from backinstock import alerts, stock
-from backinstock.models import ItemStock, Restock, StockPoll, Watcher
+from backinstock.models import BackInStockSettings, ItemStock, Restock, StockPoll, Watcher
+from integration.admin.pages import register_connection_inline
 from integration.centra.client import CentraError
 
 TOP_ITEMS = 50  # the item filter lists the items with the most waiting watchers
+
+
+@register_connection_inline
+class BackInStockSettingsInline(admin.StackedInline):
+    """The connection page's "Back in stock" section. A connection without a stored row shows the defaults; the
+    row is stored when the merchant changes a value."""
+
+    model = BackInStockSettings
+    fields = ("min_stock", "alerts_per_unit", "expiry_days", "poll_minutes")
+    can_delete = False
+    min_num = 0
+    max_num = 1
+    extra = 1
+    verbose_name = verbose_name_plural = "back in stock"
 
 
 class ItemFilter(admin.SimpleListFilter):

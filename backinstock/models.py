@@ -140,3 +140,31 @@ class StockPoll(models.Model):
 
     def __str__(self) -> str:
         return f"{self.connection} polled {self.last_polled_at or 'never'}"
+
+
+class BackInStockSettings(models.Model):
+    """A connection's back-in-stock settings (one-to-one; a connection without a row has the defaults)."""
+
+    connection = models.OneToOneField(
+        Connection, on_delete=models.CASCADE, primary_key=True, related_name="back_in_stock"
+    )
+    min_stock = models.PositiveIntegerField("minimum stock to alert", default=10)
+    alerts_per_unit = models.PositiveIntegerField("alerts per unit of stock", default=20)
+    expiry_days = models.PositiveIntegerField("watchers expire after (days)", default=365)
+    poll_minutes = models.PositiveIntegerField("poll Centra stock every (minutes)", default=15)
+
+    class Meta:
+        verbose_name = verbose_name_plural = "back in stock settings"
+
+    def __str__(self) -> str:
+        return f"{self.connection} back in stock settings"
+
+    @classmethod
+    def of(cls, connection: Connection) -> BackInStockSettings:
+        """The connection's settings: its stored row, else the defaults (not saved: reading never writes).
+
+        Cached on the connection (its `back_in_stock` relation), so repeated reads cost no query."""
+        try:
+            return connection.back_in_stock
+        except cls.DoesNotExist:
+            return cls(connection=connection)  # also fills the relation's cache

@@ -16,7 +16,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from backinstock.models import ItemStock, Restock, StockPoll, Watcher
+from backinstock.models import BackInStockSettings, ItemStock, Restock, StockPoll, Watcher
 from backinstock.watchers import expire_watchers
 from integration.centra.client import STOCK_BATCH, CentraClient
 from integration.models import Connection
@@ -46,7 +46,8 @@ def record_stock(connection: Connection, item: str, available: int, *, source: s
             row.available, row.updated_at, row.source = available, now, source
             row.sku = sku or row.sku
             row.save(update_fields=["available", "updated_at", "source", "sku"])
-        crossed = available >= connection.bis_min_stock and (previous is None or previous < connection.bis_min_stock)
+        min_stock = BackInStockSettings.of(connection).min_stock
+        crossed = available >= min_stock and (previous is None or previous < min_stock)
         if crossed:
             return open_restock(connection, item, available, source=source)
         return Restock.objects.filter(connection=connection, item=item, status=Restock.Status.OPEN).first()
@@ -57,7 +58,7 @@ def open_restock(connection: Connection, item: str, available: int, *, source: s
     current = Restock.objects.filter(connection=connection, item=item, status=Restock.Status.OPEN).first()
     if current:
         return current
-    allowed = max(available, 0) * connection.bis_alerts_per_unit
+    allowed = max(available, 0) * BackInStockSettings.of(connection).alerts_per_unit
     waiting = Watcher.objects.filter(connection=connection, item=item, status=Watcher.Status.WAITING)
     if allowed <= 0 or not waiting.exists():
         return None
@@ -130,7 +131,7 @@ def claim_poll(connection: Connection) -> bool:
     """Take this connection's poll if its interval has passed (a conditional UPDATE: two workers never both do)."""
     now = timezone.now()
     StockPoll.objects.get_or_create(connection=connection)
-    due_before = now - timedelta(minutes=connection.bis_poll_minutes)
+    due_before = now - timedelta(minutes=BackInStockSettings.of(connection).poll_minutes)
     return bool(
         StockPoll.objects.filter(connection=connection)
         .filter(Q(last_polled_at__isnull=True) | Q(last_polled_at__lte=due_before))

@@ -22,7 +22,7 @@ def alert_restock(restock_id: int) -> int:
 def poll_stock() -> dict[str, int]:
     """The every-minute schedule: poll each connection whose interval passed, resume stalled restocks."""
     polled = 0
-    for connection in list(Connection.objects.all()):
+    for connection in list(Connection.objects.select_related("back_in_stock")):
         if stock.claim_poll(connection):
             polled += 1
             enqueue_alerts(stock.poll_connection(connection))

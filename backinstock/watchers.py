@@ -8,7 +8,7 @@ from datetime import datetime, timedelta
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from backinstock.models import Watcher
+from backinstock.models import BackInStockSettings, Watcher
 from integration.centra.client import CentraClient, CentraError
 from integration.models import Connection, InboundEvent
 from integration.processing.dispatch import PermanentError
@@ -122,7 +122,8 @@ def unsubscribe(connection: Connection, email: str, item: str = "") -> int:
 
 def expire_watchers(connection: Connection, now: datetime | None = None) -> int:
     """Drop waiting watchers older than the connection's expiry (Rule: not restocked in 365 days)."""
-    cutoff = (now or timezone.now()) - timedelta(days=connection.bis_expiry_days)
+    days = BackInStockSettings.of(connection).expiry_days
+    cutoff = (now or timezone.now()) - timedelta(days=days)
     return Watcher.objects.filter(connection=connection, status=Watcher.Status.WAITING, created_at__lt=cutoff).update(
-        status=Watcher.Status.EXPIRED, note=f"not restocked in {connection.bis_expiry_days} days"
+        status=Watcher.Status.EXPIRED, note=f"not restocked in {days} days"
     )

@@ -113,12 +113,6 @@ class Connection(models.Model):
         null=True, blank=True, help_text="The current incident's start (alerted once); empty while healthy."
     )
 
-    # Back in stock
-    bis_min_stock = models.PositiveIntegerField("minimum stock to alert", default=10)
-    bis_alerts_per_unit = models.PositiveIntegerField("alerts per unit of stock", default=20)
-    bis_expiry_days = models.PositiveIntegerField("watchers expire after (days)", default=365)
-    bis_poll_minutes = models.PositiveIntegerField("poll Centra stock every (minutes)", default=15)
-
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 

@@ -15,6 +15,7 @@ from django.db import connection as db_connection
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
+from backinstock.models import BackInStockSettings
 from integration import catalog
 from integration.delivery import engine as delivery_module
 from integration.delivery.testcall import enabled_flows
@@ -187,11 +188,12 @@ def test_secrets_are_encrypted_in_the_database(admin_client, shop):
 
 
 def test_connection_page_shows_operations_and_back_in_stock_settings(admin_client, shop):
-    Connection.objects.filter(pk=shop.pk).update(last_reconcile_error="Centra said: boom", bis_min_stock=7)
+    Connection.objects.filter(pk=shop.pk).update(last_reconcile_error="Centra said: boom")
+    BackInStockSettings.objects.create(connection=shop, min_stock=7)
     html = admin_client.get(change_url(shop)).content.decode()
 
-    assert "Back in stock" in html
-    assert 'name="bis_min_stock"' in html and 'value="7"' in html
+    assert "back in stock" in html.lower()  # the plug-in's inline
+    assert 'name="back_in_stock-0-min_stock"' in html and 'value="7"' in html
     assert "Centra said: boom" in html
     assert "paused reason" in html.lower()
 

@@ -77,10 +77,6 @@ class ConnectionAdminForm(forms.ModelForm):
             "time_zone",
             "default_language",
             "reconcile_interval_minutes",
-            "bis_min_stock",
-            "bis_alerts_per_unit",
-            "bis_expiry_days",
-            "bis_poll_minutes",
         ]
 
     def __init__(self, *args, **kwargs) -> None:

@@ -82,6 +82,18 @@ class FlowInline(admin.TabularInline):
         return format_html('<a href="{}">Preview</a>', preview_url(connection=flow.connection_id, event=flow.event))
 
 
+# Inlines plug-ins add to the connection page (back in stock's settings): registered from their own admin module,
+# so the core names none of them.
+CONNECTION_INLINES: list[type[admin.options.InlineModelAdmin]] = []
+
+
+def register_connection_inline(inline: type[admin.options.InlineModelAdmin]) -> type[admin.options.InlineModelAdmin]:
+    """Show a plug-in's inline on the connection page, after the flows (usable as a class decorator)."""
+    if inline not in CONNECTION_INLINES:
+        CONNECTION_INLINES.append(inline)
+    return inline
+
+
 @admin.register(Connection)
 class ConnectionAdmin(admin.ModelAdmin):
     form = ConnectionAdminForm
@@ -143,7 +155,6 @@ class ConnectionAdmin(admin.ModelAdmin):
                 ),
             },
         ),
-        ("Back in stock", {"fields": ("bis_min_stock", "bis_alerts_per_unit", "bis_expiry_days", "bis_poll_minutes")}),
         (
             "Operations",
             {
@@ -181,6 +192,9 @@ class ConnectionAdmin(admin.ModelAdmin):
     @admin.display(description="Centra API token")
     def centra_api_token_masked(self, conn: Connection) -> str:
         return mask(conn.centra_api_token) or "-"
+
+    def get_inlines(self, request: HttpRequest, obj: Connection | None) -> list:
+        return [*self.inlines, *CONNECTION_INLINES]
 
     def save_model(self, request: HttpRequest, obj: Connection, form: Any, change: bool) -> None:
         super().save_model(request, obj, form, change)

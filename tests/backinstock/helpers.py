@@ -6,12 +6,19 @@ from datetime import timedelta
 
 from django.utils import timezone
 
-from backinstock.models import Watcher
+from backinstock.models import BackInStockSettings, Watcher
 from integration.models import InboundEvent
 from integration.processing.dispatch import process_inbound_event
 
 TRIGGERED_TAG = "Rule - Product Alert Triggered"
 WAITING_TAG = "Rule - Waiting For Product Alert"
+
+
+def bis_settings(connection, **values) -> BackInStockSettings:
+    """Store the connection's back-in-stock settings (min_stock, alerts_per_unit, expiry_days, poll_minutes)."""
+    row, _ = BackInStockSettings.objects.update_or_create(connection=connection, defaults=values)
+    connection.back_in_stock = row
+    return row
 
 
 def make_watchers(

@@ -5,7 +5,7 @@ from django.contrib.auth import get_user_model
 from django.urls import reverse
 
 from backinstock.models import ItemStock, Restock, Watcher
-from tests.backinstock.helpers import alerted_emails, drain, make_watchers
+from tests.backinstock.helpers import alerted_emails, bis_settings, drain, make_watchers
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -63,8 +63,7 @@ def test_check_stock_now_reports_a_centra_failure(merchant, centra_connection, f
 
 def test_alert_now_respects_the_cap_from_the_known_stock(merchant, rule_connection, fake_rule, task_queue):
     # given 10 watchers and stock 2 seen earlier (below the minimum of 10), 3 alerts per unit
-    rule_connection.bis_alerts_per_unit = 3
-    rule_connection.save()
+    bis_settings(rule_connection, alerts_per_unit=3)
     watchers = make_watchers(rule_connection, "12366-23400", 10)
     ItemStock.objects.create(connection=rule_connection, item="12366-23400", available=2, source="poll")
     # when the merchant runs "Alert now"

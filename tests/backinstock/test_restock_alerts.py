@@ -9,7 +9,14 @@ from backinstock.models import ItemStock, Restock, Watcher
 from backinstock.stock import record_stock
 from backinstock.watchers import expire_watchers
 from integration.models import Delivery
-from tests.backinstock.helpers import alert_requests, alerted_emails, drain, fields_of, make_watchers
+from tests.backinstock.helpers import (
+    alert_requests,
+    alerted_emails,
+    bis_settings,
+    drain,
+    fields_of,
+    make_watchers,
+)
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -39,8 +46,7 @@ def test_stock_below_the_minimum_alerts_nobody(rule_connection, fake_rule, task_
 
 def test_the_oldest_watchers_are_alerted_up_to_stock_times_alerts_per_unit(rule_connection, fake_rule, task_queue):
     # given 30 watchers, minimum stock 2, 3 alerts per unit
-    rule_connection.bis_min_stock, rule_connection.bis_alerts_per_unit = 2, 3
-    rule_connection.save()
+    bis_settings(rule_connection, min_stock=2, alerts_per_unit=3)
     watchers = make_watchers(rule_connection, ITEM, 30)
     # when stock 4 comes back
     found = restock(rule_connection, 4, task_queue)
@@ -78,8 +84,7 @@ def test_batches_hold_at_most_100_subscribers_each_with_its_own_language(rule_co
 
 def test_stock_that_stays_up_does_not_alert_another_share(rule_connection, fake_rule, task_queue):
     # given 40 watchers, 1 alert per unit, minimum 10
-    rule_connection.bis_alerts_per_unit = 1
-    rule_connection.save()
+    bis_settings(rule_connection, alerts_per_unit=1)
     watchers = make_watchers(rule_connection, ITEM, 40)
     restock(rule_connection, 10, task_queue)
     # when the same stock is seen again (the next poll)
@@ -111,8 +116,7 @@ def test_unsubscribed_and_expired_watchers_are_never_alerted(rule_connection, fa
 
 def test_expiry_drops_only_watchers_older_than_the_connection_setting(rule_connection):
     # given a 30-day expiry, watchers 31 and 29 days old
-    rule_connection.bis_expiry_days = 30
-    rule_connection.save()
+    bis_settings(rule_connection, expiry_days=30)
     [old] = make_watchers(rule_connection, ITEM, 1, prefix="old", days_ago=31)
     [young] = make_watchers(rule_connection, ITEM, 1, prefix="young", days_ago=29)
     # when expiry runs
@@ -138,8 +142,7 @@ def test_a_switched_off_flow_alerts_nobody_and_keeps_them_waiting(rule_connectio
 
 def test_a_watcher_rule_could_never_accept_is_set_aside_not_counted(rule_connection, fake_rule, task_queue):
     # given the oldest watcher has an email Rule would refuse, 1 unit x 2 alerts allowed
-    rule_connection.bis_min_stock, rule_connection.bis_alerts_per_unit = 1, 2
-    rule_connection.save()
+    bis_settings(rule_connection, min_stock=1, alerts_per_unit=2)
     bad, good1, good2, good3 = make_watchers(rule_connection, ITEM, 4)
     Watcher.objects.filter(pk=bad.pk).update(email="not-an-email")
     # when one unit comes back

@@ -7,7 +7,7 @@ from django.apps import apps
 from django.utils import timezone
 from django.utils.module_loading import import_string
 
-from backinstock.models import ItemStock, Restock, StockPoll, Watcher
+from backinstock.models import BackInStockSettings, ItemStock, Restock, StockPoll, Watcher
 from backinstock.tasks import poll_stock
 from integration.models import InboundEvent
 from tests.backinstock.helpers import alerted_emails, drain, make_watchers, process
@@ -55,7 +55,8 @@ def test_the_poll_waits_for_the_connection_interval_and_asks_in_batches_of_100(c
     assert StockPoll.objects.get().items_checked == 150
 
     # when the interval has passed
-    StockPoll.objects.update(last_polled_at=timezone.now() - timedelta(minutes=centra_connection.bis_poll_minutes))
+    interval = timedelta(minutes=BackInStockSettings.of(centra_connection).poll_minutes)
+    StockPoll.objects.update(last_polled_at=timezone.now() - interval)
     assert poll_stock()["polled"] == 1
     assert len(stock_queries(fake_centra)) == 4
 

@@ -173,7 +173,7 @@ def alert_everyone(connection, count: int, senders: int) -> dict:
     from django.db import connections
 
     from backinstock.alerts import batch_key, iter_batches
-    from backinstock.models import ItemStock
+    from backinstock.models import BackInStockSettings, ItemStock
     from backinstock.stock import record_stock
     from integration.delivery.engine import deliver
     from integration.models import Delivery
@@ -194,7 +194,8 @@ def alert_everyone(connection, count: int, senders: int) -> dict:
     threads = [threading.Thread(target=send) for _ in range(senders)]
     for thread in threads:
         thread.start()
-    stock = -(-count // connection.bis_alerts_per_unit) + connection.bis_min_stock
+    settings = BackInStockSettings.of(connection)
+    stock = -(-count // settings.alerts_per_unit) + settings.min_stock
     restock = record_stock(connection, ITEM, stock, source=ItemStock.Source.EVENT)
     batches = 0
     for _alerted in iter_batches(restock.pk):

@@ -1,0 +1,70 @@
+"""Run in a subprocess with tests.settings_core_only (no back in stock): migrate, then one signed JSON event from
+the endpoint through processing to the fake Rule. Prints what happened as JSON for the test to check."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+
+
+def main() -> None:
+    import django
+
+    os.environ["DJANGO_SETTINGS_MODULE"] = "tests.settings_core_only"
+    django.setup()
+    from django.apps import apps
+    from django.core.management import call_command
+    from django.test import Client
+    from django.test.utils import setup_test_environment
+    from django.urls import reverse
+
+    from integration import catalog
+    from integration.inbound.signature import sign
+    from integration.mapping.samples import sample
+    from integration.models import Connection, Delivery, InboundEvent
+    from integration.sandbox.fake_rule import FakeRule
+    from tests.fixtures.rule import TaskQueue
+
+    setup_test_environment()
+    call_command("migrate", verbosity=0)
+    rule = FakeRule(api_key="core-only-key").start()
+    try:
+        connection = Connection.objects.create_with_flows(
+            name="core-only", signing_secrets="whsec-core", rule_api_url=rule.url, rule_api_key=rule.api_key
+        )
+        client = Client()
+
+        def post(event: dict):
+            raw = json.dumps(event).encode()
+            return client.post(
+                reverse("centra-events", args=[connection.token]),
+                data=raw,
+                content_type="application/json",
+                headers={"X-Centra-Signature": sign("whsec-core", raw)},
+            )
+
+        envelope = {"occurredAt": "2026-12-01T10:00:00Z"}
+        order = post({"id": "e-1", "type": "OrderCompleted", **envelope, **sample("OrderCompleted")})
+        watch = post({"id": "e-2", "type": "BackInStockSubscribe", **envelope, "email": "a@example.com", "item": "1-2"})
+        ran = TaskQueue().drain()
+        result = {
+            "installed": sorted(app.label for app in apps.get_app_configs()),
+            "events": list(catalog.EVENTS),
+            "inbound_types": list(catalog.INBOUND_TYPES),
+            "order_status": order.status_code,
+            "watch_status": watch.status_code,
+            "watch_known_types": watch.json().get("known_types"),
+            "tasks_run": ran,
+            "inbound": list(InboundEvent.objects.values_list("event_type", "status")),
+            "deliveries": sorted(Delivery.objects.values_list("event", "status")),
+            "rule_paths": [r["path"] for r in rule.requests],
+            "rule_tags": [r["json"].get("tags") for r in rule.requests if r["method"] == "POST"],
+        }
+    finally:
+        rule.stop()
+    sys.stdout.write(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()
