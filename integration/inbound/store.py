@@ -10,6 +10,7 @@ import functools
 import hashlib
 import json
 import logging
+import re
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -25,8 +26,15 @@ from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
 from integration import catalog
-from integration.inbound.signature import HEADER, SignatureError, parse_header, verify_signature
-from integration.inbound.validation import known_types, validate_event
+from integration.inbound import strict_json
+from integration.inbound.signature import HEADER, SignatureError, verify_signature
+from integration.inbound.validation import (
+    CheckedEvent,
+    check_catalogue,
+    check_event,
+    check_webhook_events,
+    known_types,
+)
 from integration.mapping.values import dig
 from integration.models import Connection, InboundEvent
 
@@ -41,11 +49,14 @@ FORM_CONTENT_TYPE = "application/x-www-form-urlencoded"
 
 
 class InboundError(Exception):
-    """A request we refuse: `status` and `body` are what the sender gets."""
+    """A request we refuse: `status` and `body` are what the sender gets (every refusal of both endpoints is
+    one of these, so the view answers, and can record, refusals in one place)."""
 
-    def __init__(self, status: int, message: str, **extra: Any) -> None:
+    def __init__(self, status: int, message: str, *, headers: dict[str, str] | None = None, **extra: Any) -> None:
         super().__init__(message)
         self.status = status
+        self.reason = message
+        self.headers = headers or {}
         self.body = {"error": message, **extra}
 
 
@@ -79,8 +90,10 @@ class StoreResult:
 def read_body(request: HttpRequest) -> bytes:
     """The raw body, refused with 413 when over INBOUND_MAX_BODY_BYTES (by header, then by what really came)."""
     limit = settings.INBOUND_MAX_BODY_BYTES
-    declared = request.META.get("CONTENT_LENGTH") or ""
-    if declared.strip().isdigit() and int(declared) > limit:
+    declared = (request.META.get("CONTENT_LENGTH") or "").strip()
+    if declared and not _DECIMAL.fullmatch(declared):
+        raise InboundError(400, "Content-Length must be a number of bytes")
+    if declared and int(declared) > limit:
         raise InboundError(413, f"body is larger than {limit} bytes")
     # Read at most one byte past the limit: a sender without (or lying about) Content-Length cannot make us
     # hold more than that in memory.
@@ -97,9 +110,17 @@ def require_content_type(request: HttpRequest, expected: str) -> None:
         raise InboundError(415, f"Content-Type must be {expected}", got=media_type or None)
 
 
+_DECIMAL = re.compile(r"[0-9]{1,20}")
+# What a URL token can look like (secrets.token_urlsafe): anything else is unknown without asking the database
+# (a NUL in the path reached PostgreSQL as a 503).
+_TOKEN = re.compile(r"[A-Za-z0-9_-]{1,64}")
+
+
 def connection_for_token(token: str) -> Connection:
     """The connection whose URL token this is, or 404 (loading only what storing needs: no other secret is
     decrypted on the request path)."""
+    if not _TOKEN.fullmatch(token):
+        raise InboundError(404, "unknown endpoint")
     connection = Connection.objects.only("id", "name", "signing_secrets", "time_zone").filter(token=token).first()
     if connection is None:
         raise InboundError(404, "unknown endpoint")
@@ -110,8 +131,9 @@ def check_signature(request: HttpRequest, body: bytes, connection: Connection) -
     """401 unless the signature header signs these exact bytes; returns the signed timestamp."""
     header = request.META.get("HTTP_" + HEADER.upper().replace("-", "_"))
     try:
-        verify_signature(header, body, connection.signing_secret_list, tolerance=settings.SIGNATURE_TOLERANCE_SECONDS)
-        return parse_header(header or "")[0]
+        return verify_signature(
+            header, body, connection.signing_secret_list, tolerance=settings.SIGNATURE_TOLERANCE_SECONDS
+        )
     except SignatureError as exc:
         # The reason names what is wrong, never a secret or the expected value.
         raise InboundError(401, f"signature rejected: {exc}") from exc
@@ -120,37 +142,13 @@ def check_signature(request: HttpRequest, body: bytes, connection: Connection) -
 # --- JSON events ----------------------------------------------------------------------------------------------
 
 
-def _reject_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not a JSON value")
-
-
-def _reject_nul(value: Any) -> None:
-    # PostgreSQL's jsonb refuses U+0000; stored as-is it would fail every insert (a 503 retried forever).
-    stack = [value]
-    while stack:
-        item = stack.pop()
-        if isinstance(item, str):
-            if "\x00" in item:
-                raise ValueError("a string holds the NUL character (\\u0000)")
-        elif isinstance(item, dict):
-            stack.extend(item.keys())
-            stack.extend(item.values())
-        elif isinstance(item, list):
-            stack.extend(item)
-
-
-def loads_strict(text: str) -> Any:
-    """json.loads for what we store: no NaN/Infinity (not JSON) and no NUL characters (jsonb rejects them)."""
-    document = json.loads(text, parse_constant=_reject_constant)
-    _reject_nul(document)
-    return document
-
-
 def parse_json_events(body: bytes) -> list[Any]:
     """The events of a JSON body: one event object or `{"events": [...]}` (at most 100)."""
     try:
-        document = loads_strict(body.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError) as exc:
+        document = strict_json.loads(body.decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        raise InboundError(400, f"body is not UTF-8: {exc.reason} at byte {exc.start}") from exc
+    except ValueError as exc:
         raise InboundError(400, f"body is not valid JSON: {exc}") from exc
     if not isinstance(document, dict):
         raise InboundError(400, 'body must be a JSON object: one event or {"events": [...]}')
@@ -164,13 +162,17 @@ def parse_json_events(body: bytes) -> list[Any]:
     return [document]
 
 
-def validate_json_events(events: list[Any]) -> None:
-    """400 naming every problem of every event; one bad event rejects the request."""
-    errors = []
+def validate_json_events(events: list[Any]) -> list[CheckedEvent]:
+    """The events as they will be stored, or 400 naming every problem of every event (one bad event rejects
+    the request)."""
+    checked, errors = [], []
     unknown = False
     for index, event in enumerate(events):
         event_id = event.get("id") if isinstance(event, dict) else None
-        for field_name, message in validate_event(event):
+        valid, problems = check_event(event)
+        if valid is not None:
+            checked.append(valid)
+        for field_name, message in problems:
             errors.append({"index": index, "id": event_id, "field": field_name, "message": message})
             unknown = unknown or (field_name == "type" and message.startswith("unknown event type"))
     if errors:
@@ -178,6 +180,7 @@ def validate_json_events(events: list[Any]) -> None:
         if unknown:
             extra["known_types"] = known_types()
         raise InboundError(400, f"{len(errors)} problem(s) in the events; nothing was stored", **extra)
+    return checked
 
 
 def _order_email(order: Any) -> str:
@@ -197,7 +200,7 @@ def describe_json_event(event_type: str, body: dict) -> tuple[str, str]:
     else:
         ref = dig(body, *order_at, "number")
     email = body.get("email") or dig(body, "customer", "email") or _order_email(dig(body, *order_at))
-    return str(ref or "")[:120], str(email or "")[:254]
+    return str(ref or "").strip()[:120], str(email or "").strip()[:254]
 
 
 def disabled_events(connection: Connection) -> set[str]:
@@ -206,34 +209,25 @@ def disabled_events(connection: Connection) -> set[str]:
     return {name for name, spec in catalog.EVENTS.items() if not stored.get(name, spec.default_enabled)}
 
 
-def json_events_to_store(connection: Connection, events: list[dict]) -> list[NewEvent]:
+def json_events_to_store(connection: Connection, events: list[CheckedEvent]) -> list[NewEvent]:
     """Validated JSON events as rows to store; events of a disabled flow are kept but marked ignored."""
     disabled = disabled_events(connection)
     rows = []
     for event in events:
-        event_type = event["type"]
-        body = {k: v for k, v in event.items() if k not in ("id", "type", "occurredAt")}
-        object_ref, email = describe_json_event(event_type, body)
+        object_ref, email = describe_json_event(event.type, event.body)
         rows.append(
             NewEvent(
                 source=InboundEvent.Source.EVENTS,
-                dedupe_key=f"events:{event['id']}",
-                event_type=event_type,
-                payload=body,
+                dedupe_key=f"events:{event.id}",  # the id is at most 200 characters: the key is never cut
+                event_type=event.type,
+                payload=event.body,
                 object_ref=object_ref,
                 email=email,
-                occurred_at=_aware(parse_datetime(str(event["occurredAt"]))),
-                ignore_reason=f"flow {event_type} is disabled" if event_type in disabled else "",
+                occurred_at=event.occurred_at,  # DRF's reading: a time without an offset is in UTC (TIME_ZONE)
+                ignore_reason=f"flow {event.type} is disabled" if event.type in disabled else "",
             )
         )
     return rows
-
-
-def _aware(value: datetime | None) -> datetime | None:
-    # The serializer accepts an ISO time without an offset; the envelope is meant to be UTC then.
-    if value is not None and timezone.is_naive(value):
-        return value.replace(tzinfo=ZoneInfo("UTC"))
-    return value
 
 
 # --- Centra's webhook plugin ----------------------------------------------------------------------------------
@@ -242,14 +236,16 @@ def _aware(value: datetime | None) -> datetime | None:
 def parse_webhook_form(body: bytes) -> Any:
     """The JSON inside Centra's form body `payload=<urlencoded JSON>`."""
     try:
-        form = parse_qs(body.decode("utf-8"), keep_blank_values=True, strict_parsing=False)
+        form = parse_qs(body.decode("utf-8"), keep_blank_values=True, encoding="utf-8", errors="strict")
     except UnicodeDecodeError as exc:
-        raise InboundError(400, "form body is not UTF-8") from exc
+        raise InboundError(400, "form body is not UTF-8 (after URL decoding)") from exc
     values = form.get("payload")
     if not values or not values[0].strip():
         raise InboundError(400, 'form field "payload" is missing')
+    if len(values) > 1:
+        raise InboundError(400, f'form field "payload" is given {len(values)} times; send it once')
     try:
-        return loads_strict(values[0])
+        return strict_json.loads(values[0])
     except ValueError as exc:
         raise InboundError(400, f'form field "payload" is not valid JSON: {exc}') from exc
 
@@ -259,8 +255,17 @@ def webhook_events_to_store(connection: Connection, document: Any, signed_at: in
     if not isinstance(document, dict) or not document:
         raise InboundError(400, "payload must be a non-empty JSON object")
     if "events" in document:
+        if len(document) > 1:
+            others = ", ".join(sorted(repr(key[:60]) for key in document if key != "events"))
+            raise InboundError(400, f'a payload holds "events" or catalogue keys, not both (also: {others})')
         return _integration_api_rows(document["events"], _zone(connection.time_zone))
     return _catalogue_rows(document, signed_at)
+
+
+def _key_digest(*parts: Any) -> str:
+    # The whole key, unambiguously: parts may hold ":" or be thousands of characters long, so neither joining
+    # nor cutting them can tell two events apart.
+    return hashlib.sha256(json.dumps(parts, ensure_ascii=False).encode()).hexdigest()
 
 
 def _integration_api_rows(events: Any, zone: ZoneInfo) -> list[NewEvent]:
@@ -268,30 +273,23 @@ def _integration_api_rows(events: Any, zone: ZoneInfo) -> list[NewEvent]:
         raise InboundError(400, '"events" must be a list')
     if len(events) > MAX_EVENTS_PER_REQUEST:
         raise InboundError(400, f"at most {MAX_EVENTS_PER_REQUEST} events per call, got {len(events)}")
-    errors = []
-    for index, event in enumerate(events):
-        if not isinstance(event, dict):
-            errors.append({"index": index, "field": "", "message": "an event must be a JSON object"})
-            continue
-        for key in ("type", "id"):
-            if event.get(key) in (None, ""):
-                errors.append({"index": index, "field": key, "message": "this field is required"})
+    checked, errors = check_webhook_events(events)
     if errors:
         raise InboundError(400, f"{len(errors)} problem(s) in the events; nothing was stored", errors=errors)
     # The Centra kinds the catalog turns into events (order, shipment, ...); `account` and anything new are kept
     # but not processed.
     kinds = set(catalog.centra_kinds())
     rows = []
-    for event in events:
-        event_type, object_id = str(event["type"]), str(event["id"])
-        action, date = str(event.get("action", "")), str(event.get("date", ""))
+    for raw, event in zip(events, checked, strict=True):
+        event_type, object_id = event["type"], event["id"]
+        action, date = event.get("action", ""), event.get("date", "")
         rows.append(
             NewEvent(
                 source=InboundEvent.Source.WEBHOOK,
-                dedupe_key=f"webhook:{event_type}:{action}:{object_id}:{date}"[:255],
-                event_type=event_type[:60],
-                payload=event,
-                object_ref=object_id[:120],
+                dedupe_key=f"webhook:{event_type[:20]}:{_key_digest(event_type, action, object_id, date)}",
+                event_type=event_type,
+                payload=raw,
+                object_ref=object_id,
                 occurred_at=_centra_date(date, zone),
                 ignore_reason="" if event_type in kinds else f"webhook type {event_type!r} is not used",
             )
@@ -318,17 +316,16 @@ def _centra_date(value: str, zone: ZoneInfo) -> datetime | None:
 
 
 def _catalogue_rows(document: dict, signed_at: int) -> list[NewEvent]:
+    catalogue, errors = check_catalogue(document)
+    if errors:
+        raise InboundError(400, f"{len(errors)} problem(s) in the catalogue keys; nothing was stored", errors=errors)
     rows = []
-    for key, ids in document.items():
-        if not isinstance(ids, list):
-            raise InboundError(400, f"{key!r} must be a list of ids")
-        id_list = [str(i) for i in ids]
-        digest = hashlib.sha256(json.dumps(sorted(id_list)).encode()).hexdigest()
+    for key, id_list in catalogue.items():
         rows.append(
             NewEvent(
                 source=InboundEvent.Source.WEBHOOK,
-                dedupe_key=f"webhook:{key[:100]}:{digest}:{signed_at}",
-                event_type=str(key)[:60],
+                dedupe_key=f"webhook:{key[:20]}:{_key_digest(key, sorted(id_list), signed_at)}",
+                event_type=key,
                 payload={"key": key, "ids": id_list},
                 object_ref=",".join(id_list)[:120],
                 ignore_reason="" if key in CATALOGUE_KEYS else f"catalogue key {key!r} is not used",

@@ -7,8 +7,16 @@ from collections.abc import Callable
 
 from django.db import DatabaseError
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiExample, OpenApiParameter, OpenApiResponse, extend_schema, inline_serializer
+from drf_spectacular.utils import (
+    OpenApiExample,
+    OpenApiParameter,
+    OpenApiResponse,
+    PolymorphicProxySerializer,
+    extend_schema,
+    inline_serializer,
+)
 from rest_framework import serializers
+from rest_framework.exceptions import APIException
 from rest_framework.parsers import BaseParser
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -17,7 +25,7 @@ from rest_framework.views import APIView
 from integration.inbound import store as inbound
 from integration.inbound.signature import HEADER
 from integration.inbound.store import InboundError
-from integration.inbound.validation import known_types
+from integration.inbound.validation import documented_events, known_types
 from integration.ops.health import health_report
 
 log = logging.getLogger(__name__)
@@ -79,16 +87,26 @@ class InboundView(APIView):
             signed_at = inbound.check_signature(request._request, body, connection)
             rows = rows_for(connection, body, signed_at)
             result = inbound.store_events(connection, rows)
-        except InboundError as exc:
-            return Response(exc.body, status=exc.status)
         except DatabaseError as exc:
             log.error("inbound events not stored: %s", exc.__class__.__name__)
-            return Response(
-                {"error": "the events could not be stored; retry later"},
-                status=503,
-                headers={"Retry-After": RETRY_AFTER_SECONDS},
-            )
+            raise InboundError(
+                503, "the events could not be stored; retry later", headers={"Retry-After": RETRY_AFTER_SECONDS}
+            ) from exc
         return Response(result.as_response(), status=200)
+
+    def http_method_not_allowed(self, request: Request, *args, **kwargs) -> Response:
+        raise InboundError(405, f"method {request.method} is not allowed; use POST", headers={"Allow": "POST"})
+
+    def handle_exception(self, exc: Exception) -> Response:
+        if isinstance(exc, APIException):  # DRF's own refusals (e.g. 406 for an Accept we cannot answer)
+            exc = InboundError(exc.status_code, str(exc.detail))
+        if isinstance(exc, InboundError):
+            return self.refuse(exc)
+        return super().handle_exception(exc)
+
+    def refuse(self, exc: InboundError) -> Response:
+        """The one place every refusal of both endpoints is answered."""
+        return Response(exc.body, status=exc.status, headers=exc.headers)
 
 
 class CentraEventsView(InboundView):
@@ -101,7 +119,14 @@ class CentraEventsView(InboundView):
         summary='Signed JSON events (one event or {"events": [...]}, at most 100)',
         description="Event types: " + ", ".join(known_types()),
         parameters=[SIGNATURE_PARAMETER],
-        request={"application/json": OpenApiTypes.OBJECT},
+        request={
+            "application/json": PolymorphicProxySerializer(
+                component_name="CentraEvent",
+                serializers=documented_events(),
+                resource_type_field_name=None,
+                many=False,
+            )
+        },
         responses=COMMON_RESPONSES,
         examples=[
             OpenApiExample(
@@ -121,8 +146,7 @@ class CentraEventsView(InboundView):
 
     @staticmethod
     def _rows(connection, body: bytes, signed_at: int) -> list[inbound.NewEvent]:
-        events = inbound.parse_json_events(body)
-        inbound.validate_json_events(events)
+        events = inbound.validate_json_events(inbound.parse_json_events(body))
         return inbound.json_events_to_store(connection, events)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import uuid
 
 from integration.delivery import engine as delivery
@@ -13,6 +14,17 @@ from integration.processing.dispatch import PermanentError
 def flow_for(connection: Connection, event: str) -> Flow:
     """The connection's flow for `event`; its catalog defaults when none is stored yet. Reads only."""
     return Flow.for_event(connection, event)
+
+
+MAX_KEY_LENGTH = 255  # Delivery.idempotency_key
+
+
+def bounded_key(key: str) -> str:
+    """`key` as it fits the column: a long one (a cart key holds an email and a selection id) keeps a readable
+    start and ends in the hash of the whole key, so two long keys never collide by sharing their first part."""
+    if len(key) <= MAX_KEY_LENGTH:
+        return key
+    return f"{key[:150]}...sha256:{hashlib.sha256(key.encode()).hexdigest()}"
 
 
 def render(
@@ -65,7 +77,7 @@ def emit_event(
         body=request.body,
         email=request.email,
         order_number=request.order_number,
-        idempotency_key=key,
+        idempotency_key=bounded_key(key),
         inbound_event=inbound_event,
         trigger=trigger,
         notes=request.notes,
