@@ -30,7 +30,8 @@ class CentraTrigger:
     """How Centra's *current* state of one object decides an event (events Centra's webhooks announce).
 
     `kind` is the webhook type and the object fetched for it (order, shipment, return, customer); `fires(doc,
-    manual_confirmation=..., action=...)` says whether the object's state means this event; `actions`, when
+    manual_confirmation=..., action=..., enabled=...)` says whether the object's state means this event for a
+    connection in that mode with those flows on (`enabled`: a frozenset of event names); `actions`, when
     given, are the webhook actions that can fire it at all (others are ignored without asking Centra);
     `superseded_by` names the events on the same object that make this one stale once delivered.
     """
@@ -74,6 +75,9 @@ class EventSpec:
     centra: CentraTrigger | None = None  # None: Centra's webhooks never announce it
     manual_mode_only: bool = False  # only ever sent in Centra's manual-confirmation mode
     emitted_by: str = ""  # a plug-in that emits it itself (e.g. "backinstock"), for the docs
+    # sent_as(body, enabled) -> the catalog event a JSON event of this type is sent as, when the connection's
+    # flows decide it (the completed-return events); None: sent as its own type.
+    sent_as: Callable[[dict, frozenset[str]], str] | None = None
 
     @property
     def accepts_json(self) -> bool:
@@ -396,6 +400,28 @@ def event_choices() -> list[tuple[str, str]]:
 def json_event_types() -> list[str]:
     """The catalog events a JSON event may carry (their bodies are the mapper's payload)."""
     return [name for name, spec in EVENTS.items() if spec.accepts_json]
+
+
+MANUAL_MODE_ONLY = (
+    "{event} is sent only in manual-confirmation mode; this connection auto-confirms orders (turn on "
+    "'manual confirmation' if Centra's auto-confirm is off)"
+)
+
+
+def json_event_target(
+    event_type: str, body: dict, *, manual_confirmation: bool, enabled: frozenset[str]
+) -> tuple[str | None, str]:
+    """What a JSON event of `event_type` becomes for a connection in this mode with these flows on: the catalog
+    event it is sent as and "", or None and why it is not sent (it is kept and shown as ignored with that)."""
+    spec = EVENTS.get(event_type)
+    if spec is None or not spec.accepts_json:
+        return None, f"{event_type!r} is not a catalog event"
+    if spec.manual_mode_only and not manual_confirmation:
+        return None, MANUAL_MODE_ONLY.format(event=event_type)
+    event = spec.sent_as(body, enabled) if spec.sent_as is not None else event_type
+    if event not in enabled:
+        return None, f"flow {event} is disabled"
+    return event, ""
 
 
 def centra_kinds() -> list[str]:

@@ -19,7 +19,7 @@ from integration.mapping.gift_certificates import map_gift_certificate
 from integration.mapping.keys import cart_key, customer_key, gift_certificate_key, order_key, return_key, shipment_key
 from integration.mapping.orders import map_order, map_order_created, map_order_shipped
 from integration.mapping.returns import map_return
-from integration.mapping.values import dig
+from integration.mapping.values import as_dict, dig, money_value
 
 # --- how Centra's state decides (field-catalog.md, events table) ----------------------------------------------
 # Each test reads the object's *current* state; the sync (integration.processing.centra_sync) then leaves out
@@ -53,21 +53,34 @@ def shipment_shipped(doc: dict, **_: Any) -> bool:
     return doc.get("isShipped") is True
 
 
-def _completed_refund(doc: dict) -> float | None:
-    """The refunded value of a completed return; None while the return is not completed."""
-    if str(doc.get("returnStatus") or "").upper() != RETURN_COMPLETED_STATUS:
-        return None
-    return float((doc.get("grandTotal") or {}).get("value") or 0)
+def completed_return_event(ret: dict, enabled: frozenset[str], sent_as: str | None = None) -> str:
+    """Which of the two events a completed return starts (one, never both).
+
+    The article's RefundCompleted fires "when a product is returned", so every completed return starts it by
+    default, refunded or not. Ours: a merchant who switches ReturnCompleted on tells the two apart, and a return
+    with nothing refunded (exchange, store credit) then starts ReturnCompleted instead. A JSON event whose
+    refunded value cannot be read is taken to mean what its type says (`sent_as`).
+    """
+    refunded = money_value(as_dict(ret).get("grandTotal"))
+    nothing_refunded = refunded <= 0 if refunded is not None else sent_as == "ReturnCompleted"
+    return "ReturnCompleted" if nothing_refunded and "ReturnCompleted" in enabled else "RefundCompleted"
 
 
-def return_refunded(doc: dict, **_: Any) -> bool:
-    refunded = _completed_refund(doc)
-    return refunded is not None and refunded > 0
+def _completed(doc: dict) -> bool:
+    return str(doc.get("returnStatus") or "").upper() == RETURN_COMPLETED_STATUS
 
 
-def return_not_refunded(doc: dict, **_: Any) -> bool:
-    refunded = _completed_refund(doc)
-    return refunded is not None and not refunded > 0
+def return_refunded(doc: dict, *, enabled: frozenset[str] = frozenset(), **_: Any) -> bool:
+    return _completed(doc) and completed_return_event(doc, enabled) == "RefundCompleted"
+
+
+def return_not_refunded(doc: dict, *, enabled: frozenset[str] = frozenset(), **_: Any) -> bool:
+    return _completed(doc) and completed_return_event(doc, enabled) == "ReturnCompleted"
+
+
+def _json_return_as(event_type: str):
+    """sent_as for a JSON return event: the same rule as Centra's, on the event's `return`."""
+    return lambda body, enabled: completed_return_event(as_dict(body.get("return")), enabled, event_type)
 
 
 def customer_created(doc: dict, *, action: str = "", **_: Any) -> bool:
@@ -168,8 +181,8 @@ declare(
         "RefundCompleted",
         ("RefundCompleted",),
         True,
-        "a return completed: every one, refunded or not, unless ReturnCompleted is on (then only those with "
-        "a refunded value above zero)",
+        "a return completed, refunded or not (Centra's return, or a JSON RefundCompleted or ReturnCompleted "
+        "alike), unless ReturnCompleted is on: then only one with a refunded value above zero",
         mapper=map_return,
         sample=samples.REFUND_COMPLETED,
         serializer=v.ReturnEventSerializer,
@@ -177,6 +190,7 @@ declare(
         object_ref=_order_number_or("return", "id"),
         order_at=("return", "order"),
         centra=CentraTrigger("return", return_refunded, superseded_by=("ReturnCompleted",)),
+        sent_as=_json_return_as("RefundCompleted"),
     )
 )
 declare(
@@ -193,6 +207,7 @@ declare(
         object_ref=_order_number_or("return", "id"),
         order_at=("return", "order"),
         centra=CentraTrigger("return", return_not_refunded, superseded_by=("RefundCompleted",)),
+        sent_as=_json_return_as("ReturnCompleted"),
     )
 )
 declare(

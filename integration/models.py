@@ -131,6 +131,11 @@ class Connection(models.Model):
         if problem:
             raise ValidationError({"cart_link_template": problem})
 
+    def enabled_events(self) -> frozenset[str]:
+        """The catalog events whose flow is on (a flow not stored yet has its declared default)."""
+        stored = dict(self.flows.values_list("event", "enabled"))
+        return frozenset(name for name, spec in catalog.EVENTS.items() if stored.get(name, spec.default_enabled))
+
     @property
     def signing_secret_list(self) -> list[str]:
         return [s.strip() for s in (self.signing_secrets or "").replace(",", "\n").splitlines() if s.strip()]

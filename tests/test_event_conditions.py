@@ -13,7 +13,9 @@ import pytest
 from django.core.management import call_command
 from django.core.management.base import CommandError
 from django.urls import reverse
+from django.utils.html import escape
 
+from integration.events import completed_return_event
 from integration.inbound.signature import sign
 from integration.mapping.samples import sample
 from integration.models import Connection, Delivery, InboundEvent
@@ -26,6 +28,10 @@ from tests.test_admin import change_url, form_data
 RULE_KEY = "rule-key-conditions-0123456789"
 SECRET = "whsec-conditions"
 CART_LINK = "https://shop.example/abandoned-cart/{selection}"
+ORDER_PLACED_AUTO_MODE = (
+    "OrderPlaced is sent only in manual-confirmation mode; this connection auto-confirms orders (turn on "
+    "'manual confirmation' if Centra's auto-confirm is off)"
+)
 
 
 # --------------------------------------------------------------------------------------------- cart link setting
@@ -215,10 +221,16 @@ def test_an_empty_cart_stored_before_the_check_fails_with_the_reason_and_never_r
 # --------------------------------------------------------------------------------------------- shipments (native)
 
 
-def _run_queue(task_queue) -> None:
+def _run_queue(task_queue, capture=None) -> None:
+    """Run the worker's queue, and what its tasks enqueue on commit (`capture`: outside a live transaction)."""
     for _ in range(4):
-        if not task_queue.run_all():
+        if not task_queue.pending():
             return
+        if capture is None:
+            task_queue.run_all()
+        else:
+            with capture(execute=True):
+                task_queue.run_all()
 
 
 def _sent(fake_rule, tag: str) -> list[dict]:
@@ -259,3 +271,183 @@ def test_each_shipment_of_a_two_line_order_sends_its_own_order_shipped_with_its_
     assert {f["Order.TotalAmount"] for f in sent} == {"2348.00"}
     assert all(f["Order.BillingCity"] and "Order.Handling" in f for f in sent)
     assert Delivery.objects.filter(event="OrderShipped").count() == 2
+
+
+# --------------------------------------------------------------------------------------------- OrderPlaced mode
+
+
+def order_placed_event(event_id: str = "evt-10452-placed") -> dict:
+    return {"id": event_id, "type": "OrderPlaced", "occurredAt": "2026-11-29T11:00:05Z", **sample("OrderPlaced")}
+
+
+def test_order_placed_in_auto_confirm_mode_is_stored_as_ignored_with_the_reason_and_never_sent(
+    client, rule_connection, fake_rule, task_queue, django_capture_on_commit_callbacks
+):
+    # given a connection in auto-confirm mode (the default) and OrderPlaced switched on
+    assert rule_connection.manual_confirmation is False
+
+    # when the shop posts an OrderPlaced event
+    with django_capture_on_commit_callbacks(execute=True):
+        response = post_signed(client, rule_connection, order_placed_event())
+    _run_queue(task_queue, django_capture_on_commit_callbacks)
+
+    # then it is accepted and kept, shown as ignored with the reason, and Rule hears nothing
+    assert response.status_code == 200 and response.json() == {"accepted": 1, "duplicates": 0}
+    inbound = InboundEvent.objects.get()
+    assert inbound.status == InboundEvent.Status.IGNORED
+    assert inbound.error == ORDER_PLACED_AUTO_MODE
+    assert not Delivery.objects.exists() and fake_rule.requests == []
+
+
+def test_the_inbound_event_page_shows_why_order_placed_was_ignored(client, admin_client, rule_connection):
+    post_signed(client, rule_connection, order_placed_event())
+
+    page = admin_client.get(change_url(InboundEvent.objects.get())).content.decode()
+
+    assert "ignored" in page
+    assert escape(ORDER_PLACED_AUTO_MODE) in page
+
+
+def test_order_placed_stored_before_the_mode_changed_is_ignored_when_processed(rule_connection, fake_rule):
+    # an OrderPlaced accepted in manual mode, processed after the merchant switched to auto-confirm
+    inbound = InboundEventFactory(
+        connection=rule_connection, event_type="OrderPlaced", payload=sample("OrderPlaced"), dedupe_key="events:p1"
+    )
+
+    status = process_inbound_event(inbound.pk)
+
+    inbound.refresh_from_db()
+    assert (status, inbound.error) == (InboundEvent.Status.IGNORED, ORDER_PLACED_AUTO_MODE)
+    assert not Delivery.objects.exists()
+
+
+def test_order_placed_in_manual_confirmation_mode_reaches_rule(
+    client, rule_connection, fake_rule, task_queue, django_capture_on_commit_callbacks
+):
+    Connection.objects.filter(pk=rule_connection.pk).update(manual_confirmation=True)
+
+    with django_capture_on_commit_callbacks(execute=True):
+        post_signed(client, rule_connection, order_placed_event())
+    _run_queue(task_queue, django_capture_on_commit_callbacks)
+
+    [fields] = _sent(fake_rule, "OrderPlaced")
+    assert fields["Order.Number"] == "10452"
+    assert InboundEvent.objects.get().status == InboundEvent.Status.PROCESSED
+
+
+# --------------------------------------------------------------------------------------------- completed returns
+
+
+def test_a_zero_refund_return_from_centra_starts_refund_completed_by_default(centra_connection, fake_centra, fake_rule):
+    # given the default flows (RefundCompleted on, ReturnCompleted off) and an exchange: nothing refunded
+    fake_centra.add_order({**centra_sample("orders", 10452), "status": "SHIPPED"})
+    fake_centra.add_return(centra_sample("returns", 416))
+
+    # when Centra says the return changed
+    row = _webhook_row(centra_connection, "return", 416)
+    process_inbound_event(row.pk)
+
+    # then the return reaches Rule as RefundCompleted, its zero refund stated
+    delivery = Delivery.objects.get()
+    assert (delivery.event, delivery.idempotency_key) == ("RefundCompleted", "RefundCompleted:return:416")
+    fields = {f["key"]: f["value"] for f in delivery.request_body["subscribers"]["fields"]}
+    assert fields["Order.RefundValueTotal"] == "0.00 SEK" and fields["Order.RefundValueTotalAmount"] == "0.00"
+
+
+@pytest.mark.parametrize(("return_id", "expected"), [(416, "ReturnCompleted"), (415, "RefundCompleted")])
+def test_with_return_completed_on_the_two_are_told_apart(centra_connection, fake_centra, return_id, expected):
+    centra_connection.flows.filter(event="ReturnCompleted").update(enabled=True)
+    fake_centra.add_order({**centra_sample("orders", 10452), "status": "SHIPPED"})
+    fake_centra.add_return(centra_sample("returns", return_id))
+
+    process_inbound_event(_webhook_row(centra_connection, "return", return_id).pk)
+    process_inbound_event(_webhook_row(centra_connection, "return", return_id).pk)
+
+    assert list(Delivery.objects.values_list("event", flat=True)) == [expected]
+
+
+@pytest.mark.parametrize(
+    ("sent_as", "refund", "return_completed_on", "expected"),
+    [
+        ("ReturnCompleted", 0, False, "RefundCompleted"),
+        ("RefundCompleted", 0, False, "RefundCompleted"),
+        ("RefundCompleted", 0, True, "ReturnCompleted"),
+        ("ReturnCompleted", 0, True, "ReturnCompleted"),
+        ("ReturnCompleted", 400, True, "RefundCompleted"),
+    ],
+)
+def test_a_json_return_follows_the_same_rule(
+    client,
+    rule_connection,
+    task_queue,
+    django_capture_on_commit_callbacks,
+    sent_as,
+    refund,
+    return_completed_on,
+    expected,
+):
+    rule_connection.flows.filter(event="ReturnCompleted").update(enabled=return_completed_on)
+    body = sample("RefundCompleted")
+    body["return"]["grandTotal"] = {"value": refund, "formattedValue": f"{refund:.2f} SEK", "currency": {"code": "SEK"}}
+
+    with django_capture_on_commit_callbacks(execute=True):
+        response = post_signed(
+            client, rule_connection, {"id": "ret-415", "type": sent_as, "occurredAt": "2026-12-05T09:00:00Z", **body}
+        )
+    _run_queue(task_queue, django_capture_on_commit_callbacks)
+
+    assert response.status_code == 200
+    assert InboundEvent.objects.get().status == InboundEvent.Status.PROCESSED
+    assert list(Delivery.objects.values_list("event", flat=True)) == [expected]
+
+
+@pytest.mark.parametrize(
+    ("grand_total", "sent_as", "enabled", "expected"),
+    [
+        ({"value": 0}, None, frozenset(), "RefundCompleted"),
+        ({"value": 0}, None, frozenset({"ReturnCompleted"}), "ReturnCompleted"),
+        ({"value": "-0.00"}, None, frozenset({"ReturnCompleted"}), "ReturnCompleted"),
+        ({"value": 12.5}, None, frozenset({"ReturnCompleted"}), "RefundCompleted"),
+        ({"value": "n/a"}, None, frozenset({"ReturnCompleted"}), "RefundCompleted"),
+        (None, "ReturnCompleted", frozenset({"ReturnCompleted"}), "ReturnCompleted"),
+        ("free", "RefundCompleted", frozenset({"ReturnCompleted"}), "RefundCompleted"),
+    ],
+)
+def test_which_event_a_completed_return_starts(grand_total, sent_as, enabled, expected):
+    # odd refunded values never crash the decision; unreadable ones count as refunded unless sent as a return
+    assert completed_return_event({"grandTotal": grand_total}, enabled, sent_as) == expected
+
+
+def _webhook_row(connection, kind: str, ref: int) -> InboundEvent:
+    return InboundEvent.objects.create(
+        connection=connection,
+        source=InboundEvent.Source.WEBHOOK,
+        dedupe_key=f"webhook:{kind}:update:{ref}:{InboundEvent.objects.count()}",
+        event_type=kind,
+        object_ref=str(ref),
+        payload={"type": kind, "action": "update", "date": "2026-12-05 09:00:00.000001", "id": ref},
+    )
+
+
+# --------------------------------------------------------------------------------------------- gift certificates
+
+
+def test_a_gift_certificate_value_that_cannot_be_read_is_sent_as_text_and_noted_on_the_delivery(
+    client, rule_connection, fake_rule, task_queue, django_capture_on_commit_callbacks
+):
+    rule_connection.flows.filter(event="GiftCertificate").update(enabled=True)
+    body = sample("GiftCertificate")
+    body["giftCertificate"].update(value="Fem hundra kronor", valueAsNumber=None)
+
+    with django_capture_on_commit_callbacks(execute=True):
+        post_signed(
+            client, rule_connection, {"id": "gc-1", "type": "GiftCertificate", "occurredAt": "2026-12-14", **body}
+        )
+    _run_queue(task_queue, django_capture_on_commit_callbacks)
+
+    [fields] = _sent(fake_rule, "GiftCertificate")
+    assert fields["GiftCertificate.Value"] == "Fem hundra kronor"
+    assert "GiftCertificate.ValueAsNumber" not in fields
+    delivery = Delivery.objects.get()
+    assert delivery.notes == "GiftCertificate.ValueAsNumber left out: no amount could be read from the gift certificate"
+    assert delivery.attempts.get().note.startswith(delivery.notes)

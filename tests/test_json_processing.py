@@ -25,13 +25,15 @@ SECRET = "whsec-e2e"
 
 
 def connection_for_case(case: dict, fake_rule):
-    """A connection with the golden case's mapping settings, its flow as the case says, pointing at fake Rule."""
+    """A connection with the golden case's mapping settings, its flow as the case says, pointing at fake Rule
+    (in manual-confirmation mode for OrderPlaced, the only mode that sends it)."""
     defaults = {f.name: f.default for f in dataclasses.fields(MappingContext) if f.default is not dataclasses.MISSING}
     defaults["tracking_link_templates"] = {}
     connection = ConnectionFactory(
         rule_api_url=fake_rule.url,
         rule_api_key=fake_rule.api_key,
         signing_secrets=SECRET,
+        manual_confirmation=catalog.EVENTS[case["event"]].manual_mode_only,
         **(defaults | case["context"]),
     )
     connection.flows.filter(event=case["event"]).update(enabled=True, **case["flow"])

@@ -203,18 +203,18 @@ def describe_json_event(event_type: str, body: dict) -> tuple[str, str]:
     return str(ref or "").strip()[:120], str(email or "").strip()[:254]
 
 
-def disabled_events(connection: Connection) -> set[str]:
-    """The catalog events whose flow is off for this connection (a flow not stored yet has its defaults)."""
-    stored = dict(connection.flows.values_list("event", "enabled"))
-    return {name for name, spec in catalog.EVENTS.items() if not stored.get(name, spec.default_enabled)}
-
-
 def json_events_to_store(connection: Connection, events: list[CheckedEvent]) -> list[NewEvent]:
-    """Validated JSON events as rows to store; events of a disabled flow are kept but marked ignored."""
-    disabled = disabled_events(connection)
+    """Validated JSON events as rows to store; an event that is not to be sent (its flow off, OrderPlaced in
+    auto-confirm mode: catalog.json_event_target) is kept but marked ignored, with the reason."""
+    enabled = connection.enabled_events()
     rows = []
     for event in events:
         object_ref, email = describe_json_event(event.type, event.body)
+        reason = ""
+        if event.type in catalog.EVENTS:  # (a plug-in's own input types are handled by the plug-in)
+            _, reason = catalog.json_event_target(
+                event.type, event.body, manual_confirmation=connection.manual_confirmation, enabled=enabled
+            )
         rows.append(
             NewEvent(
                 source=InboundEvent.Source.EVENTS,
@@ -224,7 +224,7 @@ def json_events_to_store(connection: Connection, events: list[CheckedEvent]) -> 
                 object_ref=object_ref,
                 email=email,
                 occurred_at=event.occurred_at,  # DRF's reading: a time without an offset is in UTC (TIME_ZONE)
-                ignore_reason=f"flow {event.type} is disabled" if event.type in disabled else "",
+                ignore_reason=reason,
             )
         )
     return rows

@@ -33,12 +33,13 @@ class Decision:
 
 
 def candidates(connection: Connection, kind: str, doc: dict, action: str = "") -> list[str]:
-    """The catalog events this object's state means (declared triggers), before looking at what was sent."""
-    return [
-        spec.name
-        for spec in catalog.centra_events(kind)
-        if spec.centra.fires(doc, manual_confirmation=connection.manual_confirmation, action=action)
-    ]
+    """The catalog events this object's state means for this connection's mode and flows (declared triggers),
+    before looking at what was sent."""
+    specs = catalog.centra_events(kind)
+    if not specs:
+        return []
+    settings = {"manual_confirmation": connection.manual_confirmation, "enabled": connection.enabled_events()}
+    return [spec.name for spec in specs if spec.centra.fires(doc, action=action, **settings)]
 
 
 def superseded_by(event: str) -> tuple[str, ...]:

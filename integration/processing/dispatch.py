@@ -2,8 +2,9 @@
 
 Handlers register themselves by event type (`@handles("OrderCompleted")`) or for a whole source
 (`@handles_source("webhook")`). A handler gets the InboundEvent and returns the status it ends in
-(PROCESSED or IGNORED); it raises PermanentError for input that can never succeed (the event is marked
-failed with that reason) and any other exception for a passing fault (the event stays `received`, the error
+(PROCESSED or IGNORED); it raises Ignored(reason) to keep an event that is not to be sent (shown as ignored
+with the reason), PermanentError for input that can never succeed (the event is marked failed with that
+reason) and any other exception for a passing fault (the event stays `received`, the error
 is shown, and the sweeper tries it again, up to MAX_PROCESS_ATTEMPTS).
 """
 
@@ -35,6 +36,10 @@ class PermanentError(Exception):
     def __init__(self, reason: str, *, record: Callable[[], None] | None = None) -> None:
         super().__init__(reason)
         self.record = record
+
+
+class Ignored(Exception):
+    """The event is kept but not sent, for a reason the admin shows with it (e.g. a flow switched off)."""
 
 
 def handles(*event_types: str) -> Callable[[Handler], Handler]:
@@ -72,6 +77,8 @@ def process_inbound_event(inbound_id: int) -> str:
                     status, error = InboundEvent.Status.IGNORED, f"no handler for {inbound.event_type!r}"
                 else:
                     status, error = handler(inbound) or InboundEvent.Status.PROCESSED, ""
+        except Ignored as exc:
+            status, error = InboundEvent.Status.IGNORED, str(exc)
         except PermanentError as exc:
             status, error = InboundEvent.Status.FAILED, str(exc)
             if exc.record is not None:

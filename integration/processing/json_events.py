@@ -8,21 +8,28 @@ from __future__ import annotations
 
 from integration import catalog
 from integration.models import InboundEvent
-from integration.processing.dispatch import handles_source
+from integration.processing.dispatch import Ignored, handles_source
 
 
 @handles_source(InboundEvent.Source.EVENTS)
 def process_json_catalog_event(inbound: InboundEvent) -> str:
-    """Map and store the delivery for one JSON catalog event; IGNORED when its flow has been switched off (or
-    the type is no longer declared, e.g. its plug-in was removed)."""
+    """Map and store the delivery for one JSON catalog event, as the event the connection's mode and flows make
+    it (catalog.json_event_target: a completed return may go as RefundCompleted or ReturnCompleted); ignored,
+    with the reason, when its flow is off, OrderPlaced arrives in auto-confirm mode, or the type is no longer
+    declared (e.g. its plug-in was removed). Decided again here: the settings may have changed since storing."""
     # emit pulls in the mapping and delivery modules; importing it here keeps app loading (this module is
     # imported from AppConfig.ready) independent of them.
-    from .emit import emit_event, flow_for
+    from .emit import emit_event
 
-    spec = catalog.EVENTS.get(inbound.event_type)
-    if spec is None or not spec.accepts_json:
-        return InboundEvent.Status.IGNORED
-    if not flow_for(inbound.connection, inbound.event_type).enabled:
-        return InboundEvent.Status.IGNORED
-    emit_event(inbound.connection, inbound.event_type, inbound.payload, inbound_event=inbound)
+    connection = inbound.connection
+    payload = inbound.payload if isinstance(inbound.payload, dict) else {}
+    event, reason = catalog.json_event_target(
+        inbound.event_type,
+        payload,
+        manual_confirmation=connection.manual_confirmation,
+        enabled=connection.enabled_events(),
+    )
+    if event is None:
+        raise Ignored(reason)
+    emit_event(connection, event, inbound.payload, inbound_event=inbound)
     return InboundEvent.Status.PROCESSED
