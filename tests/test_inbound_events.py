@@ -455,6 +455,24 @@ def test_json_with_a_charset_is_accepted(client, connection):
     assert response.status_code == 200
 
 
+@pytest.mark.parametrize(
+    "extra",
+    [{"HTTP_ACCEPT": "application/xml"}, {"HTTP_ACCEPT": "text/html"}, {"QUERY_STRING": "format=xml"}],
+)
+def test_any_accept_header_or_format_is_answered_in_json_and_stored(client, connection, extra):
+    raw = json.dumps(order_completed()).encode()
+    response = client.post(
+        events_path(connection),
+        data=raw,
+        content_type="application/json",
+        headers={"X-Centra-Signature": sign(SECRET, raw)},
+        **extra,
+    )
+    assert response.status_code == 200
+    assert response.json() == {"accepted": 1, "duplicates": 0}
+    assert InboundEvent.objects.count() == 1
+
+
 def test_a_declared_length_over_the_limit_is_413(client, connection, settings):
     settings.INBOUND_MAX_BODY_BYTES = 1000
     event = order_completed(padding="x" * 1000)

@@ -17,7 +17,9 @@ from drf_spectacular.utils import (
 )
 from rest_framework import serializers
 from rest_framework.exceptions import APIException
+from rest_framework.negotiation import BaseContentNegotiation
 from rest_framework.parsers import BaseParser
+from rest_framework.renderers import JSONRenderer
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -71,12 +73,25 @@ COMMON_RESPONSES = {
 }
 
 
+class AlwaysJSON(BaseContentNegotiation):
+    """Senders are machines: every answer is JSON whatever `Accept` or `?format=` says (a 406 or 404 there would
+    lose an event the sender signed correctly)."""
+
+    def select_parser(self, request, parsers):
+        return parsers[0]
+
+    def select_renderer(self, request, renderers, format_suffix=None):
+        return renderers[0], renderers[0].media_type
+
+
 class InboundView(APIView):
     """Shared shape of both endpoints: size, content type, token, signature, then the endpoint's own parsing."""
 
     authentication_classes: list = []
     permission_classes: list = []
     parser_classes = [RawBodyParser]
+    renderer_classes = [JSONRenderer]
+    content_negotiation_class = AlwaysJSON
     content_type = ""
 
     def handle(self, request: Request, token: str, rows_for: Callable) -> Response:
