@@ -82,3 +82,23 @@ def test_the_error_never_reveals_the_expected_signature():
         verify_signature(header, body, ["s3cret"])
     expected = compute("s3cret", header.split(",")[0][2:], body)
     assert expected not in str(caught.value) and "s3cret" not in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("header", "says"),
+    [
+        (f"t={int(time.time())},v1=ééé", "hex"),  # compare_digest raised TypeError on non-ASCII str
+        (f"t={int(time.time())},v1={'é' * 64}", "hex"),
+        ("t=" + "9" * 400 + ",v1=" + "0" * 64, "timestamp"),  # the window check overflowed a float
+        ("t=١٢٣,v1=" + "0" * 64, "timestamp"),  # int() reads Arabic-Indic digits
+        (f"t={int(time.time())}\x00,v1={'0' * 64}", "timestamp"),
+    ],
+)
+def test_a_malformed_header_is_a_signature_error_never_a_crash(header, says):
+    with pytest.raises(SignatureError, match=says):
+        verify_signature(header, b"{}", ["s3cret"])
+
+
+def test_the_signed_timestamp_is_returned():
+    header = sign("s3cret", b"{}", timestamp=int(time.time()))
+    assert verify_signature(header, b"{}", ["s3cret"]) == int(header[2:].split(",")[0])
