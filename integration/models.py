@@ -101,6 +101,11 @@ class Connection(models.Model):
     last_reconcile_at = models.DateTimeField(null=True, blank=True)
     last_reconcile_error = models.TextField(blank=True, default="")
     centra_last_error = models.TextField(blank=True, default="")
+    rule_key_verified_at = models.DateTimeField(
+        null=True,
+        blank=True,
+        help_text="When Rule last accepted the key (Verify Rule API key).",
+    )
 
     # Alerts (integration.ops.alerts)
     alert_emails = models.TextField(
@@ -120,6 +125,7 @@ class Connection(models.Model):
 
     class Meta:
         ordering = ["name"]
+        permissions = [("reveal_signing_secret", "Can reveal a connection's signing secrets")]
 
     def __str__(self) -> str:
         return self.name
@@ -297,6 +303,8 @@ class Delivery(models.Model):
         default="",
         help_text="What was changed to fit Rule's limits (one per line); also on the first attempt.",
     )
+    resend_count = models.PositiveIntegerField(default=0, help_text="Times it was resent by hand (trigger kept).")
+    resent_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(default=timezone.now)
     updated_at = models.DateTimeField(auto_now=True)
     finished_at = models.DateTimeField(null=True, blank=True)

@@ -411,7 +411,9 @@ def test_resend_reopens_with_history_kept(rule_connection, fake_rule, task_queue
 
     with django_capture_on_commit_callbacks(execute=True):
         assert delivery.resend(d) is True
-    assert d.status == Delivery.Status.PENDING and d.trigger == Delivery.Trigger.RESEND
+    # The original trigger is kept; the resend is counted on the row.
+    assert d.status == Delivery.Status.PENDING and d.trigger == Delivery.Trigger.EVENT
+    assert d.resend_count == 1 and d.resent_at is not None
     assert d.attempt_count == 0 and d.last_error == ""
     task_queue.run_all()
 

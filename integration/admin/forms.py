@@ -40,19 +40,19 @@ def https_formfield(db_field, **kwargs) -> forms.Field | None:
 class ConnectionAdminForm(forms.ModelForm):
     """The connection's settings; secrets go in through write-only boxes and never come back out."""
 
-    new_rule_api_key = secret_field("new Rule API key")
-    clear_rule_api_key = forms.BooleanField(label="remove the stored Rule API key", required=False)
-    new_centra_api_token = secret_field("new Centra API token")
-    clear_centra_api_token = forms.BooleanField(label="remove the stored Centra API token", required=False)
+    new_rule_api_key = secret_field("New Rule API key")
+    clear_rule_api_key = forms.BooleanField(label="Remove the stored Rule API key", required=False)
+    new_centra_api_token = secret_field("New Centra API token")
+    clear_centra_api_token = forms.BooleanField(label="Remove the stored Centra API token", required=False)
     new_signing_secrets = forms.CharField(
-        label="add signing secret(s)",
+        label="Add signing secret(s) by hand",
         required=False,
         widget=SecretInput(),
         help_text="Write-only. Added in front of the stored ones (rotation: add the new one, remove the old one "
         "once Centra and the storefront use it). Several: separate with commas.",
     )
     remove_signing_secrets = forms.MultipleChoiceField(
-        label="remove signing secrets",
+        label="Remove signing secrets",
         required=False,
         widget=forms.CheckboxSelectMultiple,
         choices=(),
@@ -78,6 +78,22 @@ class ConnectionAdminForm(forms.ModelForm):
             "default_language",
             "reconcile_interval_minutes",
         ]
+        labels = {
+            "rule_api_url": "Rule API URL",
+            "centra_api_url": "Centra API URL",
+            "test_email": "Test email",
+            "shop_url": "Shop URL",
+            "cart_link_template": "Cart link template",
+            "tracking_link_templates": "Tracking link templates",
+            "time_zone": "Time zone",
+            "default_language": "Default language",
+            "manual_confirmation": "Manual confirmation",
+            "send_cart_link": "Send cart link",
+            "remove_cart_tag": "Remove cart tag",
+            "cancellation_message": "Cancellation message",
+            "reconcile_interval_minutes": "Reconcile every (minutes)",
+        }
+        help_texts = {"test_email": "Send test call sends every enabled flow's sample to this address."}
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
@@ -116,8 +132,10 @@ class ConnectionAdminForm(forms.ModelForm):
         data = self.cleaned_data
         if data.get("new_rule_api_key"):
             instance.rule_api_key = data["new_rule_api_key"]
+            instance.rule_key_verified_at = None  # the checklist asks for Verify again
         elif data.get("clear_rule_api_key"):
             instance.rule_api_key = ""
+            instance.rule_key_verified_at = None
         if data.get("new_centra_api_token"):
             instance.centra_api_token = data["new_centra_api_token"]
         elif data.get("clear_centra_api_token"):
@@ -162,17 +180,33 @@ def excludable_fields(event: str) -> list[str]:
     return [f.key for f in catalog.fields_for_event(event) if not f.dynamic]
 
 
+class LeftOutFields(forms.CheckboxSelectMultiple):
+    """The fields a flow leaves out, folded into one line ("none left out" / "3 of 25 left out") until opened."""
+
+    def render(self, name, value, attrs=None, renderer=None) -> str:
+        from django.utils.html import format_html
+
+        chosen = len(value or [])
+        total = len(self.choices)
+        summary = f"{chosen} of {total} left out" if chosen else f"none of {total} left out"
+        return format_html(
+            '<details class="left-out"><summary>{}</summary>{}</details>',
+            summary,
+            super().render(name, value, attrs, renderer),
+        )
+
+
 class FlowInlineForm(forms.ModelForm):
     """One flow on the connection page: tags typed as text, excluded fields picked from the catalog."""
 
     tags = forms.CharField(
-        required=True, widget=forms.TextInput(attrs={"size": 40}), help_text="Comma-separated Rule tags."
+        required=True, widget=forms.TextInput(attrs={"size": 24}), help_text="Comma-separated Rule tags."
     )
     excluded_fields = forms.MultipleChoiceField(
         required=False,
         choices=(),
-        widget=forms.SelectMultiple(attrs={"size": 6}),
-        help_text="Catalog fields this flow leaves out.",
+        widget=LeftOutFields(),
+        label="fields left out",
     )
 
     class Meta:
@@ -188,9 +222,20 @@ class FlowInlineForm(forms.ModelForm):
         self.fields["excluded_fields"].choices = [(k, k) for k in keys]
         if self.instance.pk:
             self.initial["tags"] = ", ".join(self.instance.tags or [])
+            spec = catalog.EVENTS.get(event)
+            if spec is not None and spec.manual_mode_only and not self.instance.connection.manual_confirmation:
+                # Cannot fire in this store's confirmation mode: shown off, and the box cannot be ticked.
+                self.initial["enabled"] = False
+                self.fields["enabled"].disabled = True
 
     def clean_tags(self) -> list[str]:
         return validate_tags(parse_tags(self.cleaned_data.get("tags") or ""))
+
+    def clean_enabled(self) -> bool:
+        # Shown off while it cannot fire, but the stored choice is kept for when the store's mode changes.
+        if self.fields["enabled"].disabled:
+            return self.instance.enabled
+        return self.cleaned_data["enabled"]
 
 
 PREVIEW_SAMPLE = "sample"

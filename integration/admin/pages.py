@@ -15,12 +15,16 @@ from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.html import format_html, format_html_join
 from django.utils.http import urlencode
+from django.utils.safestring import mark_safe
 
 from integration import catalog
+from integration.admin.connection_page import ConnectionPageMixin, action_url, cannot_fire
+from integration.admin.delivery_page import DeliveryPageMixin, rule_will
+from integration.admin.display import local_time, status_badge
 from integration.admin.forms import ConnectionAdminForm, FlowInlineForm, PreviewForm
 from integration.admin.paginator import CappedCountPaginator
 from integration.encryption import mask
-from integration.models import Connection, Delivery, DeliveryAttempt, Flow, InboundEvent
+from integration.models import Connection, Delivery, Flow, InboundEvent
 
 # Centra webhook types that are stored but never turned into catalog events (shown in the type filter).
 UNUSED_WEBHOOK_TYPES = ("account",)
@@ -63,23 +67,59 @@ def copyable(url: str, label: str) -> str:
 
 
 class FlowInline(admin.TabularInline):
+    """The flows as a compact table: one line per event, what it does, and its Preview and Send test."""
+
     model = Flow
     form = FlowInlineForm
-    fields = ("event", "enabled", "tags", "automation", "excluded_fields", "preview")
-    readonly_fields = ("event", "preview")
+    fields = ("event_when", "enabled", "tags", "automation", "excluded_fields", "flow_actions")
+    readonly_fields = ("event_when", "flow_actions")
     extra = 0
     can_delete = False
     show_change_link = False
+    verbose_name_plural = "flows (what is sent to Rule, per event)"
+    # Set per request by ConnectionPageMixin.get_inline_instances.
+    test_results: dict = {}
+    connection: Connection | None = None
 
     def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         # Every catalog event has its flow from the start; there is nothing to add.
         return False
 
-    @admin.display(description="preview")
-    def preview(self, flow: Flow) -> str:
+    @admin.display(description="event and when it fires")
+    def event_when(self, flow: Flow) -> str:
+        spec = catalog.EVENTS.get(flow.event)
+        blocked = cannot_fire(flow.connection, flow.event) if flow.pk else ""
+        return format_html(
+            '<div class="flow-event"><strong>{}</strong><p class="help">{}</p>{}</div>',
+            flow.event,
+            spec.when if spec else "",
+            format_html('<p class="help cannot-fire">{}</p>', blocked) if blocked else "",
+        )
+
+    @admin.display(description="preview and test")
+    def flow_actions(self, flow: Flow) -> str:
         if not flow.pk:
             return "-"
-        return format_html('<a href="{}">Preview</a>', preview_url(connection=flow.connection_id, event=flow.event))
+        preview = format_html(
+            '<a class="button" href="{}">Preview</a>', preview_url(connection=flow.connection_id, event=flow.event)
+        )
+        test = ""
+        if self.connection is not None and not cannot_fire(flow.connection, flow.event):
+            test = format_html(
+                ' <button type="submit" class="button" formaction="{}" title="Send this flow\'s sample to the test '
+                'email now (unsaved changes on this page are not kept)">Send test</button>',
+                action_url(self.connection, "test_flow", event=flow.event),
+            )
+        last = self.test_results.get(flow.event)
+        result = ""
+        if last is not None:
+            result = format_html(
+                '<a class="last-test" href="{}">last test: {} {}</a>',
+                reverse("admin:integration_delivery_change", args=[last.pk]),
+                status_badge(last.status),
+                local_time(last.created_at),
+            )
+        return format_html('<div class="flow-actions">{}{}{}</div>', preview, test, result)
 
 
 # Inlines plug-ins add to the connection page (back in stock's settings): registered from their own admin module,
@@ -95,7 +135,7 @@ def register_connection_inline(inline: type[admin.options.InlineModelAdmin]) -> 
 
 
 @admin.register(Connection)
-class ConnectionAdmin(admin.ModelAdmin):
+class ConnectionAdmin(ConnectionPageMixin, admin.ModelAdmin):
     form = ConnectionAdminForm
     formfield_overrides = {models.URLField: {"assume_scheme": "https"}}
     inlines = [FlowInline]
@@ -111,6 +151,7 @@ class ConnectionAdmin(admin.ModelAdmin):
         "status",
         "paused_reason",
         "hold_until",
+        "rule_key_verified_at",
         "reconcile_cursor",
         "last_reconcile_at",
         "last_reconcile_error",
@@ -142,6 +183,7 @@ class ConnectionAdmin(admin.ModelAdmin):
         (
             "Mapping",
             {
+                "classes": ("collapse",),
                 "fields": (
                     "manual_confirmation",
                     "send_cart_link",
@@ -158,10 +200,12 @@ class ConnectionAdmin(admin.ModelAdmin):
         (
             "Operations",
             {
+                "classes": ("collapse",),
                 "fields": (
                     "status",
                     "paused_reason",
                     "hold_until",
+                    "rule_key_verified_at",
                     "reconcile_interval_minutes",
                     "reconcile_cursor",
                     "last_reconcile_at",
@@ -183,7 +227,10 @@ class ConnectionAdmin(admin.ModelAdmin):
 
     @admin.display(description="signing secrets")
     def signing_secrets_masked(self, conn: Connection) -> str:
-        return ", ".join(mask(s) for s in conn.signing_secret_list) or "-"
+        stored = conn.signing_secret_list
+        if not stored:
+            return mark_safe('<strong class="loud">None: every inbound call is refused.</strong>')
+        return ", ".join(mask(s) for s in stored) + (" (newest first)" if len(stored) > 1 else "")
 
     @admin.display(description="Rule API key")
     def rule_api_key_masked(self, conn: Connection) -> str:
@@ -209,30 +256,19 @@ class ConnectionAdmin(admin.ModelAdmin):
 
     @admin.action(description="Send test call (every enabled flow's sample to the test email)", permissions=["change"])
     def send_test_call(self, request: HttpRequest, queryset) -> None:
-        from integration.delivery.testcall import TestCallError, send_test_calls
+        from integration.delivery.testcall import run_test_call
 
         for conn in queryset:
-            try:
-                results = send_test_calls(conn)
-            except TestCallError as exc:
-                self.message_user(request, str(exc), messages.ERROR)
-                continue
-            if not results:
-                self.message_user(request, f"{conn.name}: no enabled flow to test.", messages.WARNING)
-            for result in results:
-                level = messages.SUCCESS if result.ok else messages.ERROR
-                self.message_user(request, f"{conn.name}: test call {result.summary()}", level)
+            report = run_test_call(conn)
+            level = messages.SUCCESS if report.ok else (messages.WARNING if report.not_sent else messages.ERROR)
+            self.message_user(request, f"{conn.name}: {report.summary()}", level)
 
     @admin.action(description="Verify Rule API key", permissions=["change"])
     def verify_rule_api_key(self, request: HttpRequest, queryset) -> None:
-        from integration.rule.client import RuleClient
+        from integration.ops.setup import verify_rule_key
 
         for conn in queryset:
-            client = RuleClient(conn.rule_base_url, conn.rule_api_key)
-            try:
-                ok, message = client.verify_key()
-            finally:
-                client.session.close()
+            ok, message = verify_rule_key(conn)
             self.message_user(request, f"{conn.name}: {message}", messages.SUCCESS if ok else messages.ERROR)
 
     @admin.action(description="Verify Centra API token", permissions=["change"])
@@ -378,45 +414,48 @@ class ReadOnlyLogAdmin(admin.ModelAdmin):
         return queryset.filter(**{f"{self.reference_field}__startswith": term}), False
 
 
-class DeliveryAttemptInline(admin.TabularInline):
-    model = DeliveryAttempt
-    fields = ("number", "started_at", "duration_ms", "status_code", "outcome", "counted", "note", "error", "response")
-    readonly_fields = fields
-    extra = 0
-    can_delete = False
-
-    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    @admin.display(description="response")
-    def response(self, attempt: DeliveryAttempt) -> str:
-        return pre(attempt.response_body)
-
-
 @admin.register(Delivery)
-class DeliveryAdmin(ReadOnlyLogAdmin):
+class DeliveryAdmin(DeliveryPageMixin, ReadOnlyLogAdmin):
     reference_field = "order_number"
     list_display = (
         "id",
-        "created_at",
+        "when",
+        "status_badge",
+        "http",
+        "event_label",
         "connection",
-        "event",
-        "status",
         "email",
         "order_number",
+        "reason",
+        "attempts_column",
         "trigger",
-        "attempt_count",
-        "next_attempt_at",
     )
-    list_filter = ("connection", DeliveryEventFilter, "status", "trigger", ("created_at", DateFieldListFilter))
+    list_display_links = ("id", "when")
+    list_filter = ("status", DeliveryEventFilter, "connection", "trigger", ("created_at", DateFieldListFilter))
     search_fields = ("email", "order_number")
     search_help_text = "An email (exact) or the start of an order number."
-    inlines = [DeliveryAttemptInline]
     actions = ["resend"]
-    fields = (
+    fieldsets = (
+        (None, {"fields": ("outcome",)}),
+        (
+            "Details",
+            {
+                "fields": (
+                    ("connection", "event", "trigger"),
+                    ("email", "order_number"),
+                    ("status", "attempt_count", "next_attempt_at"),
+                    "last_error",
+                    "notes",
+                    ("created_at", "finished_at"),
+                    ("resend_count", "resent_at"),
+                    ("inbound_event", "idempotency_key"),
+                ),
+            },
+        ),
+        ("Request and responses", {"classes": ("collapse",), "fields": ("request", "responses")}),
+    )
+    readonly_fields = (
+        "outcome",
         "connection",
         "event",
         "status",
@@ -431,9 +470,11 @@ class DeliveryAdmin(ReadOnlyLogAdmin):
         "notes",
         "created_at",
         "finished_at",
+        "resend_count",
+        "resent_at",
         "request",
+        "responses",
     )
-    readonly_fields = fields
 
     @admin.display(description="request to Rule")
     def request(self, obj: Delivery) -> str:
@@ -441,21 +482,51 @@ class DeliveryAdmin(ReadOnlyLogAdmin):
             "<code>{} {}{}</code>{}", obj.method, obj.connection.rule_base_url, obj.path, pre(obj.request_body)
         )
 
+    @admin.display(description="Rule's answers")
+    def responses(self, obj: Delivery) -> str:
+        attempts = obj.attempts.order_by("number")
+        html = format_html_join(
+            "",
+            "<p><strong>Attempt {} ({})</strong></p>{}",
+            ((a.number, a.status_code or a.error or "no answer", pre(a.response_body)) for a in attempts),
+        )
+        return html or "-"
+
     def has_resend_permission(self, request: HttpRequest) -> bool:
         return request.user.has_perm("integration.change_delivery")
 
-    @admin.action(description="Resend (a new attempt; history kept)", permissions=["resend"])
-    def resend(self, request: HttpRequest, queryset) -> None:
+    @admin.action(description="Resend the selected deliveries...", permissions=["resend"])
+    def resend(self, request: HttpRequest, queryset) -> HttpResponse | None:
+        """Asks first (what Rule will do, how many), then reopens each with a fresh budget; history is kept."""
+        from django.contrib.admin import helpers
+
+        from integration.admin.connection_page import log_history
         from integration.delivery import engine as delivery_module
 
+        if request.POST.get("confirm") != "yes":
+            selected = list(queryset.select_related("connection")[:200])
+            context = {
+                **self.admin_site.each_context(request),
+                "title": f"Resend {len(selected)} deliveries?",
+                "opts": self.model._meta,
+                "deliveries": selected,
+                "rule_will": rule_will(selected[0]) if len(selected) == 1 else [],
+                "effects": sorted({line for d in selected for line in rule_will(d)[1:]}),
+                "action_checkbox_name": helpers.ACTION_CHECKBOX_NAME,
+                "back_url": request.get_full_path(),
+            }
+            return TemplateResponse(request, "admin/integration/delivery/resend_confirm.html", context)
+        resent = 0
         for obj in queryset.select_related("connection"):
             if not delivery_module.resend(obj):
                 self.message_user(
                     request, f"Delivery {obj.pk}: not resent, it is being sent right now.", messages.ERROR
                 )
                 continue
-            obj.refresh_from_db()
-            self.message_user(request, f"Delivery {obj.pk} ({obj.event} to {obj.email}): resent, now {obj.status}.")
+            log_history(request, obj, f"Resent (attempt budget reset; trigger kept: {obj.trigger})")
+            resent += 1
+        self.message_user(request, f"{resent} deliveries resent: a new attempt each is on its way.")
+        return None
 
 
 @admin.register(InboundEvent)

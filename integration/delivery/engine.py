@@ -457,14 +457,18 @@ def _after_success(delivery: Delivery) -> None:
 
 
 def resend(delivery: Delivery) -> bool:
-    """Reopen a delivery (any state but in flight) with a fresh budget; history is kept. False if in flight."""
+    """Reopen a delivery (any state but in flight) with a fresh budget; history is kept. False if in flight.
+
+    The trigger stays what it was (event, test, reconcile); the resend is counted on the row (resend_count,
+    resent_at) and the admin records who asked for it in the delivery's history."""
     now = timezone.now()
     reopened = (
         Delivery.objects.filter(pk=delivery.pk)
         .exclude(Q(status=S.SENDING, lease_until__gte=now))
         .update(
             status=S.PENDING,
-            trigger=Delivery.Trigger.RESEND,
+            resend_count=F("resend_count") + 1,
+            resent_at=now,
             next_attempt_at=now,
             attempt_count=0,
             last_error="",

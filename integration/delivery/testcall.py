@@ -114,3 +114,83 @@ def send_test_call(connection: Connection, event: str) -> TestCallResult:
 
 def _since(started: float) -> float:
     return round(time.monotonic() - started, 3)
+
+
+@dataclass
+class TestCallReport:
+    """A whole test call: every enabled flow's result, and one summary a merchant can read."""
+
+    __test__ = False
+
+    connection: Connection
+    results: list[TestCallResult]
+    not_sent: str = ""  # why nothing was sent at all (paused, no test email, no enabled flow)
+
+    @property
+    def sent(self) -> int:
+        return sum(r.ok for r in self.results)
+
+    @property
+    def ok(self) -> bool:
+        return not self.not_sent and bool(self.results) and self.sent == len(self.results)
+
+    def causes(self) -> dict[str, list[str]]:
+        """The failures grouped by cause, each with the events it hit (in catalog order)."""
+        grouped: dict[str, list[str]] = {}
+        for result in self.results:
+            if not result.ok:
+                grouped.setdefault(failure_cause(result), []).append(result.event)
+        return grouped
+
+    def summary(self) -> str:
+        """One line: sent n of m to the test email; the failures by cause."""
+        if self.not_sent:
+            return f"Test call not sent: {self.not_sent}"
+        head = f"Test call: {self.sent} of {len(self.results)} flows sent to {self.connection.test_email}."
+        parts = [f"{cause}: {', '.join(events)}." for cause, events in self.causes().items()]
+        return " ".join([head, *parts])
+
+
+def failure_cause(result: TestCallResult) -> str:
+    """Why one flow's test call did not succeed, in words that group alike failures together."""
+    code = result.status_code
+    if result.status == SKIPPED:
+        return "Not sent, the connection was paused by an earlier answer"
+    if code in (401, 403):
+        return f"Rule refused the API key ({code}), so the connection is paused"
+    if code == 429:
+        return "Rule asked to slow down (429); they go when the hold ends"
+    if code is None and result.status == "not sent":
+        return f"Could not be built ({result.answer})"
+    if code is None:
+        return f"Rule could not be reached ({result.answer})"
+    if code >= 500:
+        return f"Rule had an error ({code}); retried later"
+    return f"Rule rejected the request ({code}: {result.answer})"
+
+
+SKIPPED = "skipped"
+
+
+def run_test_call(connection: Connection) -> TestCallReport:
+    """The admin's Send test call: nothing on a paused connection; once Rule refuses the key (the connection
+    pauses), the remaining flows are reported as not sent instead of being tried one by one."""
+    connection.refresh_from_db()
+    if connection.is_paused:
+        reason = f" ({connection.paused_reason})" if connection.paused_reason else ""
+        return TestCallReport(connection, [], f"the connection is paused{reason}. Resume it first.")
+    if not connection.test_email:
+        return TestCallReport(connection, [], "the connection has no test email; set one and save.")
+    flows = enabled_flows(connection)
+    if not flows:
+        return TestCallReport(connection, [], "no flow is enabled.")
+    results = []
+    for flow in flows:
+        if connection.is_paused:
+            results.append(TestCallResult(flow.event, False, SKIPPED, None, "", 0.0, None))
+            continue
+        result = send_test_call(connection, flow.event)
+        results.append(result)
+        if result.status_code in (401, 403):
+            connection.refresh_from_db(fields=["status", "paused_reason"])
+    return TestCallReport(connection, results)

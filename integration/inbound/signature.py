@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import re
+import secrets
 import time
 
 HEADER = "X-Centra-Signature"
@@ -74,3 +75,8 @@ def verify_signature(
         if any(hmac.compare_digest(expected, sig.encode()) for sig in signatures):
             return timestamp
     raise SignatureError("signature does not match")
+
+
+def generate_secret() -> str:
+    """A new signing secret: 256 random bits, URL-safe, prefixed so it is recognisable when pasted."""
+    return "whsec_" + secrets.token_urlsafe(32)
