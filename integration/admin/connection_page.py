@@ -93,6 +93,7 @@ class ConnectionPageMixin:
         steps = checklist(conn)
         can_change = self.has_change_permission(request, conn)
         return {
+            "is_nav_sidebar_enabled": False,  # the flows table needs the width
             "health": health,
             "banner_button": BANNER_BUTTONS.get(health.action, "") if can_change else "",
             "banner_link": failed_deliveries_url(conn) if health.action == "view_failed" else "",

@@ -28,6 +28,8 @@ S = Delivery.Status
 BULK_LIMIT = 2000  # deliveries reopened by one confirmation; the page says when more are left
 COUNT_LIMIT = 100_000  # counting stops here ("more than ..."): never a full scan of a huge log
 RULE_MESSAGE_LIMIT = 200
+# The log's key columns need the whole width at 1400 px: no navigation sidebar on these pages.
+WIDE = {"is_nav_sidebar_enabled": False}
 
 
 def last_attempt(delivery: Delivery) -> DeliveryAttempt | None:
@@ -240,7 +242,7 @@ class DeliveryPageMixin:
     outcome.short_description = "outcome"
 
     def change_view(self, request: HttpRequest, object_id: str, form_url: str = "", extra_context=None):
-        extra = {**(extra_context or {}), "can_resend": self.has_resend_permission(request)}
+        extra = {**(extra_context or {}), "can_resend": self.has_resend_permission(request), **WIDE}
         return super().change_view(request, object_id, form_url, extra)
 
     def changelist_view(self, request: HttpRequest, extra_context=None):
@@ -250,6 +252,7 @@ class DeliveryPageMixin:
         extra = {
             **(extra_context or {}),
             "can_resend": self.has_resend_permission(request),
+            **WIDE,
             "resend_failed_url": reverse("admin:integration_delivery_resend_failed") + f"?{urlencode(params)}",
         }
         return super().changelist_view(request, extra)

@@ -428,7 +428,6 @@ class DeliveryAdmin(DeliveryPageMixin, ReadOnlyLogAdmin):
         "order_number",
         "reason",
         "attempts_column",
-        "trigger",
     )
     list_display_links = ("id", "when")
     list_filter = ("status", DeliveryEventFilter, "connection", "trigger", ("created_at", DateFieldListFilter))
