@@ -122,13 +122,23 @@ class Command(BaseCommand):
         sub.add_parser("list", help="every connection")
         show = sub.add_parser("show", help="one connection with its flows")
         show.add_argument("name")
+        show.add_argument(
+            "--reveal",
+            action="store_true",
+            help="print the signing secrets in full (for pasting into Centra); the Rule key and Centra token stay "
+            "masked",
+        )
 
     def handle(self, *args, **options) -> None:
         action = options["action"]
         if action == "list":
             print_json(self, [connection_json(c) for c in Connection.objects.order_by("name")])
         elif action == "show":
-            print_json(self, connection_json(get_connection(options["name"]), with_flows=True))
+            conn = get_connection(options["name"])
+            data = connection_json(conn, with_flows=True)
+            if options["reveal"]:
+                data["signing_secrets"] = conn.signing_secret_list
+            print_json(self, data)
         else:
             print_json(self, connection_json(self.upsert(options), with_flows=True))
 
