@@ -159,7 +159,7 @@ class DeliveryPageMixin:
 
     def http(self, obj: Delivery) -> str:
         attempt = last_attempt(obj)
-        return http_code(attempt.status_code if attempt else None)
+        return http_code(attempt.status_code if attempt else None, ok=obj.status == S.SUCCEEDED)
 
     http.short_description = "HTTP"
 
@@ -174,10 +174,34 @@ class DeliveryPageMixin:
         line = reason_line(obj)
         return format_html('<span class="reason-cell" title="{}">{}</span>', line, line) if line else ""
 
+    # Times on the page: the configured zone, seconds and the zone's name.
+    def created(self, obj: Delivery) -> str:
+        return local_time(obj.created_at)
+
+    def finished(self, obj: Delivery) -> str:
+        return local_time(obj.finished_at)
+
+    def next_attempt(self, obj: Delivery) -> str:
+        return waiting_reason(obj) or local_time(obj.next_attempt_at)
+
+    def resent(self, obj: Delivery) -> str:
+        return local_time(obj.resent_at)
+
+    def order(self, obj: Delivery) -> str:
+        return obj.order_number or "-"
+
+    order.short_description = "order"
+
+    def get_list_display(self, request: HttpRequest):
+        columns = super().get_list_display(request)
+        if Connection.objects.count() <= 1:  # one shop: its name on every row only takes width
+            columns = tuple(c for c in columns if c != "connection")
+        return columns
+
     def attempts_column(self, obj: Delivery) -> int:
         return len(obj.recent_attempts) if hasattr(obj, "recent_attempts") else obj.attempt_count
 
-    attempts_column.short_description = "attempts"
+    attempts_column.short_description = "tries"
 
     # The page ----------------------------------------------------------------------------------------------
 
@@ -194,6 +218,8 @@ class DeliveryPageMixin:
             S.CANCELLED: "Cancelled: it will not be sent.",
         }.get(obj.status, obj.status)
         detail = waiting_reason(obj) or (obj.last_error if obj.status != S.SUCCEEDED else "")
+        if obj.status == S.FAILED:
+            detail = f"{detail} Fix the cause (the data, the flow's settings or the key), then Resend.".strip()
         resent = (
             format_html("<p>Resent by hand {} times, last at {}.</p>", obj.resend_count, local_time(obj.resent_at))
             if obj.resend_count

@@ -25,10 +25,14 @@ def status_badge(status: str, text: str = "") -> str:
     return format_html('<span class="badge tone-{}">{}</span>', STATUS_TONES.get(status, "idle"), text or status)
 
 
-def http_code(code: int | None) -> str:
+def http_code(code: int | None, ok: bool | None = None) -> str:
+    """Rule's status code, coloured; `ok` overrides the colour when the code's meaning depends on the request
+    (a 404 on removing a tag the subscriber does not hold is a success)."""
     if code is None:
         return "-"
     tone = "ok" if 200 <= code < 300 else ("warn" if code in (408, 429) or code >= 500 else "bad")
+    if ok:
+        tone = "ok"
     return format_html('<span class="http-code tone-{}" style="color: var(--tone)">{}</span>', tone, code)
 
 
