@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Iterable
 
 from django.db import transaction
@@ -10,8 +9,7 @@ from django.db import transaction
 from backinstock import alerts, stock
 from backinstock.models import Restock
 from integration.models import Connection
-
-log = logging.getLogger(__name__)
+from integration.queue import enqueue
 
 
 def alert_restock(restock_id: int) -> int:
@@ -39,9 +37,7 @@ def enqueue_alerts(restocks: Iterable[Restock]) -> None:
 
 
 def _enqueue(restock_id: int) -> None:
-    from django_q.tasks import async_task
-
-    try:
-        async_task("backinstock.tasks.alert_restock", restock_id, task_name=f"restock-{restock_id}")
-    except Exception as exc:  # the restock stays open in the database; the poll resumes it
-        log.warning("could not enqueue restock %s: %s", restock_id, exc.__class__.__name__)
+    # A lost enqueue leaves the restock open in the database: the poll resumes it.
+    enqueue(
+        "backinstock.tasks.alert_restock", restock_id, task_name=f"restock-{restock_id}", what=f"restock {restock_id}"
+    )

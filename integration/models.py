@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import secrets
+from datetime import datetime
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
@@ -34,7 +35,14 @@ def cart_link_problem(send_cart_link: bool, template: str) -> str:
     return ""
 
 
-class ConnectionManager(models.Manager):
+class ConnectionQuerySet(models.QuerySet):
+    def sendable(self, now: datetime | None = None) -> ConnectionQuerySet:
+        """Connections that may send to Rule now: active (not paused) and not held by a 429."""
+        now = now or timezone.now()
+        return self.filter(models.Q(hold_until__isnull=True) | models.Q(hold_until__lte=now), status="active")
+
+
+class ConnectionManager(models.Manager.from_queryset(ConnectionQuerySet)):
     def create_with_flows(self, **fields) -> Connection:
         """A new connection and every catalog event's flow with its defaults, in one transaction."""
         with transaction.atomic():
@@ -260,6 +268,45 @@ class InboundEvent(models.Model):
         return f"{self.event_type} {self.object_ref}".strip()
 
 
+class DeliveryQuerySet(models.QuerySet):
+    """The delivery states every part reads the same way: the worker's claim, the sweeper, /healthz, the admin."""
+
+    def open(self) -> DeliveryQuerySet:
+        """Not finished: pending, sending or retrying."""
+        return self.filter(status__in=Delivery.OPEN_STATUSES)
+
+    def waiting(self) -> DeliveryQuerySet:
+        """Waiting for an attempt (pending or retrying), due or not; not being sent right now."""
+        return self.filter(status__in=Delivery.WAITING_STATUSES)
+
+    @staticmethod
+    def due_q(now: datetime) -> models.Q:
+        waiting = models.Q(status__in=Delivery.WAITING_STATUSES) & (
+            models.Q(next_attempt_at__lte=now) | models.Q(next_attempt_at__isnull=True)
+        )
+        return waiting | models.Q(status=Delivery.Status.SENDING, lease_until__lt=now)
+
+    def due(self, now: datetime | None = None) -> DeliveryQuerySet:
+        """To be attempted now: waiting and its time has come (a row without a time is due at once), or left in
+        `sending` by a worker whose lease ran out."""
+        return self.filter(self.due_q(now or timezone.now()))
+
+    def unclaimed(self, now: datetime | None = None) -> DeliveryQuerySet:
+        """Open and not in a worker's hands (an operator's "send now" ignores the schedule, never a live lease)."""
+        now = now or timezone.now()
+        stale = models.Q(status=Delivery.Status.SENDING, lease_until__lt=now)
+        return self.filter(models.Q(status__in=Delivery.WAITING_STATUSES) | stale)
+
+    def sendable(self, now: datetime | None = None) -> DeliveryQuerySet:
+        """Of connections that may send now (not paused, not held by a 429)."""
+        return self.filter(connection_id__in=Connection.objects.sendable(now).values("pk"))
+
+    def backlog(self, now: datetime | None = None) -> DeliveryQuerySet:
+        """What the sweeper sends: due, of a connection that may send. /healthz counts exactly this."""
+        now = now or timezone.now()
+        return self.due(now).sendable(now)
+
+
 class Delivery(models.Model):
     """One request to Rule, keyed so that each logical event reaches Rule once."""
 
@@ -278,6 +325,7 @@ class Delivery(models.Model):
         RECONCILE = "reconcile", "reconcile"
 
     OPEN_STATUSES = (Status.PENDING, Status.SENDING, Status.RETRYING)
+    WAITING_STATUSES = (Status.PENDING, Status.RETRYING)
 
     connection = models.ForeignKey(Connection, on_delete=models.CASCADE, related_name="deliveries")
     event = models.CharField(
@@ -308,6 +356,8 @@ class Delivery(models.Model):
     created_at = models.DateTimeField(default=timezone.now)
     updated_at = models.DateTimeField(auto_now=True)
     finished_at = models.DateTimeField(null=True, blank=True)
+
+    objects = DeliveryQuerySet.as_manager()
 
     class Meta:
         constraints = [

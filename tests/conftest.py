@@ -4,4 +4,5 @@ pytest_plugins = [
     "tests.fixtures.common",
     "tests.fixtures.rule",
     "tests.fixtures.centra",
+    "tests.fixtures.queue",
 ]

@@ -24,7 +24,7 @@ def main() -> None:
     from integration.mapping.samples import sample
     from integration.models import Connection, Delivery, InboundEvent
     from integration.sandbox.fake_rule import FakeRule
-    from tests.fixtures.rule import TaskQueue
+    from tests.fixtures.queue import TaskQueue
 
     setup_test_environment()
     call_command("migrate", verbosity=0)

@@ -1,8 +1,16 @@
-"""factory-boy factories for the integration models."""
+"""factory-boy factories for the integration models, with the states tests need as traits.
+
+DeliveryFactory(connection=conn, due_later=True)     # retrying, next attempt in an hour
+DeliveryFactory(abandoned=True)                      # `sending` whose worker's lease ran out
+DeliveryAttemptFactory(delivery=d, answered_500=True)
+"""
+
+from datetime import timedelta
 
 import factory
+from django.utils import timezone
 
-from integration.models import Connection, Delivery, Flow, InboundEvent
+from integration.models import Connection, Delivery, DeliveryAttempt, Flow, InboundEvent
 
 
 class ConnectionFactory(factory.django.DjangoModelFactory):
@@ -60,3 +68,76 @@ class DeliveryFactory(factory.django.DjangoModelFactory):
             "subscribers": {"email": d.email, "fields": [{"key": "Order.Number", "value": "1"}]},
         }
     )
+
+    next_attempt_at = factory.LazyFunction(timezone.now)
+
+    class Params:
+        retrying_due = factory.Trait(
+            status=Delivery.Status.RETRYING,
+            attempt_count=1,
+            next_attempt_at=factory.LazyFunction(lambda: timezone.now() - timedelta(seconds=5)),
+        )
+        due_later = factory.Trait(
+            status=Delivery.Status.RETRYING,
+            attempt_count=1,
+            next_attempt_at=factory.LazyFunction(lambda: timezone.now() + timedelta(hours=1)),
+        )
+        in_flight = factory.Trait(
+            status=Delivery.Status.SENDING,
+            lease_until=factory.LazyFunction(lambda: timezone.now() + timedelta(minutes=1)),
+        )
+        abandoned = factory.Trait(
+            status=Delivery.Status.SENDING,
+            lease_until=factory.LazyFunction(lambda: timezone.now() - timedelta(minutes=1)),
+        )
+        succeeded = factory.Trait(
+            status=Delivery.Status.SUCCEEDED,
+            attempt_count=1,
+            next_attempt_at=None,
+            finished_at=factory.LazyFunction(timezone.now),
+        )
+        failed = factory.Trait(
+            status=Delivery.Status.FAILED,
+            attempt_count=12,
+            next_attempt_at=None,
+            last_error="HTTP 400: invalid",
+            finished_at=factory.LazyFunction(timezone.now),
+        )
+
+
+class FlowFactory(factory.django.DjangoModelFactory):
+    """A stored flow; give a connection made with flows=False (ConnectionFactory stores every flow itself)."""
+
+    class Meta:
+        model = Flow
+        django_get_or_create = ("connection", "event")
+
+    connection = factory.SubFactory(ConnectionFactory, flows=False)
+    event = "OrderCompleted"
+    enabled = True
+    tags = factory.LazyAttribute(lambda f: [f.event])
+    automation = "reset"
+    excluded_fields = factory.LazyFunction(list)
+
+    class Params:
+        disabled = factory.Trait(enabled=False)
+
+
+class DeliveryAttemptFactory(factory.django.DjangoModelFactory):
+    """One answered attempt (200 by default); the delivery's attempt count is left to the test."""
+
+    class Meta:
+        model = DeliveryAttempt
+
+    delivery = factory.SubFactory(DeliveryFactory)
+    number = factory.Sequence(lambda n: n + 1)
+    duration_ms = 42
+    status_code = 200
+    response_body = '{"message": "Success"}'
+    outcome = "succeeded"
+
+    class Params:
+        answered_500 = factory.Trait(status_code=500, response_body='{"error": "server"}', outcome="retry")
+        rate_limited = factory.Trait(status_code=429, response_body="", outcome="rate_limited", counted=False)
+        no_answer = factory.Trait(status_code=None, response_body="", error="ConnectionError", outcome="retry")
+        unanswered = factory.Trait(status_code=None, response_body="", outcome="")

@@ -14,13 +14,6 @@ from integration.sandbox.fake_centra import send_webhook, webhook_event
 from tests.fixtures.centra import centra_sample
 
 
-def run_queue(task_queue, rounds: int = 3) -> None:
-    """Run the worker's queue until it is empty (processing enqueues deliveries on commit)."""
-    for _ in range(rounds):
-        if not task_queue.run_all():
-            return
-
-
 @pytest.mark.django_db(transaction=True)
 def test_a_signed_centra_webhook_becomes_the_right_rule_request(
     live_server, centra_connection, fake_centra, fake_rule, task_queue
@@ -33,7 +26,7 @@ def test_a_signed_centra_webhook_becomes_the_right_rule_request(
     events = [webhook_event("order", 10452)]
     first = send_webhook(url, "whsec-test-1", events)
     second = send_webhook(url, "whsec-test-1", events)
-    run_queue(task_queue)
+    task_queue.drain()
 
     # then the service accepted it once, fetched the order, and Rule got one OrderCompleted update
     assert first.status_code == 200 and first.json() == {"accepted": 1, "duplicates": 0}
@@ -77,7 +70,7 @@ def test_the_fakecentra_command_sends_a_signed_shipment_webhook(
         json.dumps([webhook_event("shipment", 3311, "good_to_go")]),
         stdout=out,
     )
-    run_queue(task_queue)
+    task_queue.drain()
 
     status, _, answer = out.getvalue().strip().partition(" ")
     assert status == "200" and json.loads(answer) == {"accepted": 1, "duplicates": 0}

@@ -14,10 +14,10 @@ import requests
 from django.db import connection as db_connection
 from django_q.conf import Conf
 
-from integration.inbound import store as inbound
 from integration.inbound.signature import HEADER, sign
 from integration.mapping.samples import sample
 from integration.models import Delivery, InboundEvent
+from integration.queue import shared_broker
 from tests.factories import ConnectionFactory
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -54,8 +54,8 @@ def test_a_signed_order_completed_reaches_rule_through_a_real_worker(
     monkeypatch.setattr(Conf, "CLUSTER_NAME", cluster_name)
     monkeypatch.setattr(Conf, "PREFIX", cluster_name)
     # The inbound view keeps one broker per process (bound to the queue name it first saw): start afresh.
-    inbound._broker.cache_clear()
-    request.addfinalizer(inbound._broker.cache_clear)
+    shared_broker.cache_clear()
+    request.addfinalizer(shared_broker.cache_clear)
     env = {
         **os.environ,
         "DATABASE_URL": worker_database_url(),

@@ -449,9 +449,7 @@ def test_a_completed_order_removes_the_cart_tag(
     # when the order completes
     with django_capture_on_commit_callbacks(execute=True):
         order = make_delivery(rule_connection)
-    with django_capture_on_commit_callbacks(execute=True):
-        task_queue.run_all()  # the order's delivery, which creates the removal
-    task_queue.run_all()  # the removal
+    task_queue.drain()  # the order's delivery, then the removal it creates
 
     # then Rule is asked to remove the tag, and the shopper no longer holds it
     removal = Delivery.objects.get(event="RemoveCartTag")

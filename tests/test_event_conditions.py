@@ -221,18 +221,6 @@ def test_an_empty_cart_stored_before_the_check_fails_with_the_reason_and_never_r
 # --------------------------------------------------------------------------------------------- shipments (native)
 
 
-def _run_queue(task_queue, capture=None) -> None:
-    """Run the worker's queue, and what its tasks enqueue on commit (`capture`: outside a live transaction)."""
-    for _ in range(4):
-        if not task_queue.pending():
-            return
-        if capture is None:
-            task_queue.run_all()
-        else:
-            with capture(execute=True):
-                task_queue.run_all()
-
-
 def _sent(fake_rule, tag: str) -> list[dict]:
     return [
         {f["key"]: f["value"] for f in r["json"]["subscribers"]["fields"]}
@@ -258,7 +246,7 @@ def test_each_shipment_of_a_two_line_order_sends_its_own_order_shipped_with_its_
     events = [webhook_event("shipment", 3312, "good_to_go"), webhook_event("shipment", 3313, "good_to_go")]
     send_webhook(centra_connection.webhook_url(base=live_server.url), "whsec-test-1", events)
     send_webhook(centra_connection.webhook_url(base=live_server.url), "whsec-test-1", [webhook_event("shipment", 3312)])
-    _run_queue(task_queue)
+    task_queue.drain()
 
     # then Rule got one OrderShipped per shipment, each listing what that parcel holds
     sent = sorted(_sent(fake_rule, "OrderShipped"), key=lambda f: f["Order.Trackingno"])
@@ -289,7 +277,7 @@ def test_order_placed_in_auto_confirm_mode_is_stored_as_ignored_with_the_reason_
     # when the shop posts an OrderPlaced event
     with django_capture_on_commit_callbacks(execute=True):
         response = post_signed(client, rule_connection, order_placed_event())
-    _run_queue(task_queue, django_capture_on_commit_callbacks)
+    task_queue.drain()
 
     # then it is accepted and kept, shown as ignored with the reason, and Rule hears nothing
     assert response.status_code == 200 and response.json() == {"accepted": 1, "duplicates": 0}
@@ -328,7 +316,7 @@ def test_order_placed_in_manual_confirmation_mode_reaches_rule(
 
     with django_capture_on_commit_callbacks(execute=True):
         post_signed(client, rule_connection, order_placed_event())
-    _run_queue(task_queue, django_capture_on_commit_callbacks)
+    task_queue.drain()
 
     [fields] = _sent(fake_rule, "OrderPlaced")
     assert fields["Order.Number"] == "10452"
@@ -394,7 +382,7 @@ def test_a_json_return_follows_the_same_rule(
         response = post_signed(
             client, rule_connection, {"id": "ret-415", "type": sent_as, "occurredAt": "2026-12-05T09:00:00Z", **body}
         )
-    _run_queue(task_queue, django_capture_on_commit_callbacks)
+    task_queue.drain()
 
     assert response.status_code == 200
     assert InboundEvent.objects.get().status == InboundEvent.Status.PROCESSED
@@ -443,7 +431,7 @@ def test_a_gift_certificate_value_that_cannot_be_read_is_sent_as_text_and_noted_
         post_signed(
             client, rule_connection, {"id": "gc-1", "type": "GiftCertificate", "occurredAt": "2026-12-14", **body}
         )
-    _run_queue(task_queue, django_capture_on_commit_callbacks)
+    task_queue.drain()
 
     [fields] = _sent(fake_rule, "GiftCertificate")
     assert fields["GiftCertificate.Value"] == "Fem hundra kronor"

@@ -14,7 +14,7 @@ from django_q.models import Schedule
 from integration.delivery import engine as delivery
 from integration.models import Connection, Delivery
 from integration.ops.schedules import SWEEP_NAME, ensure_sweep_schedule
-from tests.factories import InboundEventFactory
+from tests.factories import ConnectionFactory, DeliveryFactory, InboundEventFactory
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -154,3 +154,32 @@ def test_deliver_does_nothing_before_the_delivery_is_due(rule_connection, fake_r
     Delivery.objects.filter(pk=d.pk).update(status=status, next_attempt_at=timezone.now() + timedelta(minutes=1))
     assert delivery.deliver(d.pk) == "not due"
     assert fake_rule.requests == []
+
+
+def test_healthz_reports_exactly_the_backlog_the_sweeper_sends(client, db, task_queue):
+    # Given deliveries in every state, on a connection that may send, a paused one and one held by a 429
+    active = ConnectionFactory()
+    paused = ConnectionFactory(status=Connection.Status.PAUSED)
+    held = ConnectionFactory(hold_until=timezone.now() + timedelta(minutes=5))
+    due = [
+        DeliveryFactory(connection=active),
+        DeliveryFactory(connection=active, next_attempt_at=None),
+        DeliveryFactory(connection=active, retrying_due=True),
+        DeliveryFactory(connection=active, abandoned=True),
+    ]
+    for connection in (active, paused, held):
+        DeliveryFactory(connection=connection, due_later=True)
+        DeliveryFactory(connection=connection, in_flight=True)
+        DeliveryFactory(connection=connection, succeeded=True)
+        DeliveryFactory(connection=connection, failed=True)
+    for connection in (paused, held):
+        DeliveryFactory(connection=connection)
+
+    # When /healthz is asked and the sweeper runs
+    reported = client.get("/healthz").json()["due_backlog"]
+    counts = delivery.sweep()
+
+    # Then both name the same deliveries: those due, of the connection that may send
+    sent = sorted(args[0] for func, args in task_queue.pending() if func == "integration.tasks.deliver")
+    assert sent == sorted(d.pk for d in due)
+    assert reported == counts["deliveries"] == len(due)

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import zoneinfo
-
 from django import forms
 from django.db import models
 
 from integration import catalog
 from integration.encryption import mask
+from integration.mapping.request import distinct_tags
+from integration.mapping.values import known_zone
 from integration.models import Connection, Flow, InboundEvent
 
 SECRET_HELP = "Write-only: the stored value is never shown. Leave empty to keep it."
@@ -103,11 +103,8 @@ class ConnectionAdminForm(forms.ModelForm):
 
     def clean_time_zone(self) -> str:
         value = self.cleaned_data["time_zone"]
-        try:
-            zoneinfo.ZoneInfo(value)
-        except (zoneinfo.ZoneInfoNotFoundError, ValueError) as exc:
-            message = f"Unknown time zone {value!r}; use an IANA name like Europe/Stockholm."
-            raise forms.ValidationError(message) from exc
+        if not known_zone(value):
+            raise forms.ValidationError(f"Unknown time zone {value!r}; use an IANA name like Europe/Stockholm.")
         return value
 
     def clean_tracking_link_templates(self) -> dict:
@@ -161,18 +158,13 @@ def parse_tags(text: str) -> list[str]:
 
 
 def validate_tags(tags: list[str]) -> list[str]:
-    """Rule tags of a flow: at least one, no duplicates (Rule compares tags without case)."""
-    if not tags:
+    """Rule tags of a flow: at least one, no duplicates (mapping.request.distinct_tags: case does not count)."""
+    kept, repeated = distinct_tags(tags)
+    if not kept:
         raise forms.ValidationError("A flow needs at least one Rule tag.")
-    seen: set[str] = set()
-    duplicates = []
-    for tag in tags:
-        if tag.lower() in seen:
-            duplicates.append(tag)
-        seen.add(tag.lower())
-    if duplicates:
-        raise forms.ValidationError(f"Duplicate tags: {', '.join(duplicates)}.")
-    return tags
+    if repeated:
+        raise forms.ValidationError(f"Duplicate tags: {', '.join(repeated)}.")
+    return kept
 
 
 def excludable_fields(event: str) -> list[str]:

@@ -26,9 +26,11 @@ from django.db.models import Exists, F, Max, OuterRef, Q, Subquery, Value
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
+from integration.mapping.request import distinct_tags
 from integration.models import Connection, Delivery, DeliveryAttempt, Flow, InboundEvent
 from integration.ops import delivery_stats
 from integration.ops.health import KEY_REFUSED
+from integration.queue import enqueue
 from integration.rule.client import RuleRequestError, error_message, get_client, scrub
 
 log = logging.getLogger(__name__)
@@ -62,12 +64,9 @@ S = Delivery.Status
 
 def enqueue_delivery(delivery_id: int) -> None:
     """Hand a delivery id to the worker; a broker failure is only logged (the sweeper catches up)."""
-    from django_q.tasks import async_task
-
-    try:
-        async_task("integration.tasks.deliver", delivery_id, task_name=f"deliver-{delivery_id}")
-    except Exception as exc:  # the row is due in the database; sweep() will enqueue it
-        log.warning("could not enqueue delivery %s: %s", delivery_id, exc.__class__.__name__)
+    enqueue(
+        "integration.tasks.deliver", delivery_id, task_name=f"deliver-{delivery_id}", what=f"delivery {delivery_id}"
+    )
 
 
 def create_delivery(
@@ -148,17 +147,6 @@ def parse_retry_after(value: str | None, now: datetime) -> datetime:
 # ---------------------------------------------------------------- claiming
 
 
-def _due_q(now: datetime) -> Q:
-    return Q(status__in=[S.PENDING, S.RETRYING], next_attempt_at__lte=now) | Q(status=S.SENDING, lease_until__lt=now)
-
-
-def _sendable_connections(now: datetime):
-    """Connections that may send now: not paused and not held by a 429 (see _held_or_paused)."""
-    return Connection.objects.filter(
-        Q(hold_until__isnull=True) | Q(hold_until__lte=now), status=Connection.Status.ACTIVE
-    ).values("pk")
-
-
 def _claim(delivery_id: int, *, force: bool = False, sendable_only: bool = False) -> Delivery | None:
     """Take the delivery for this worker (status sending, lease set) if it is due; None when it is not ours.
 
@@ -166,12 +154,10 @@ def _claim(delivery_id: int, *, force: bool = False, sendable_only: bool = False
     what it claimed. With `sendable_only` the UPDATE also requires a connection that may send now."""
     now = timezone.now()
     rows = Delivery.objects.filter(pk=delivery_id)
-    if force:  # an operator's explicit call: any open delivery not being sent right now
-        rows = rows.filter(Q(status__in=[S.PENDING, S.RETRYING]) | Q(status=S.SENDING, lease_until__lt=now))
-    else:
-        rows = rows.filter(_due_q(now))
-    if sendable_only:
-        rows = rows.filter(connection_id__in=_sendable_connections(now))
+    # force: an operator's explicit call, any open delivery not being sent right now
+    rows = rows.unclaimed(now) if force else rows.due(now)
+    if sendable_only:  # see _held_or_paused
+        rows = rows.sendable(now)
     claimed = rows.update(status=S.SENDING, lease_until=now + LEASE, updated_at=now)
     if not claimed:
         return None
@@ -200,9 +186,7 @@ def _held_or_paused(delivery: Delivery, now: datetime) -> str | None:
     if connection.is_paused:
         return OUTCOME_PAUSED
     if connection.hold_until and connection.hold_until > now:
-        Delivery.objects.filter(pk=delivery.pk, status__in=[S.PENDING, S.RETRYING]).update(
-            next_attempt_at=connection.hold_until
-        )
+        Delivery.objects.filter(pk=delivery.pk).waiting().update(next_attempt_at=connection.hold_until)
         return OUTCOME_RATE_LIMITED
     return None
 
@@ -215,11 +199,7 @@ def deliver(delivery_id: int) -> str:
     # The usual case in one statement: due, not in flight, and its connection may send.
     claimed = _claim(delivery_id, sendable_only=True)
     if claimed is None:  # find out why not (closed, paused, held by a 429, not due), or claim after a resume
-        delivery = (
-            Delivery.objects.select_related("connection")
-            .filter(pk=delivery_id, status__in=Delivery.OPEN_STATUSES)
-            .first()
-        )
+        delivery = Delivery.objects.select_related("connection").filter(pk=delivery_id).open().first()
         if delivery is None:
             return "closed"
         waiting = _held_or_paused(delivery, timezone.now())
@@ -438,7 +418,7 @@ def _after_success(delivery: Delivery) -> None:
     # A disabled cart flow set no tags; a DELETE answered 404 would only raise the account's error rate.
     if not flow.enabled:
         return
-    for tag in dict.fromkeys(flow.tags or []):
+    for tag in distinct_tags(flow.tags or [])[0]:
         create_delivery(
             connection=connection,
             event=REMOVE_CART_TAG,
@@ -507,14 +487,10 @@ def resume_connection(connection: Connection) -> int:
     connection.status, connection.paused_reason, connection.hold_until = Connection.Status.ACTIVE, "", None
     connection.paused_at = None
     if old_hold and old_hold > now:  # deliveries pushed to the lifted hold go now; the rest keep their schedule
-        connection.deliveries.filter(
-            status__in=[S.PENDING, S.RETRYING], next_attempt_at__gt=now, next_attempt_at__lte=old_hold
-        ).update(next_attempt_at=now)
-    ids = list(
-        connection.deliveries.filter(_due_q(now))
-        .order_by("next_attempt_at")
-        .values_list("pk", flat=True)[:RESUME_BATCH]
-    )
+        connection.deliveries.waiting().filter(next_attempt_at__gt=now, next_attempt_at__lte=old_hold).update(
+            next_attempt_at=now
+        )
+    ids = list(connection.deliveries.due(now).order_by("next_attempt_at").values_list("pk", flat=True)[:RESUME_BATCH])
     transaction.on_commit(lambda: [enqueue_delivery(pk) for pk in ids])
     return len(ids)
 
@@ -532,18 +508,9 @@ def hold_connection(connection: Connection, until: datetime) -> None:
 
 def sweep(batch: int = SWEEP_BATCH) -> dict[str, int]:
     """Enqueue due deliveries and inbound events stuck in `received`; bounded, returns the counts."""
-    from django_q.tasks import async_task
 
     now = timezone.now()
-    sendable = Q(connection__status=Connection.Status.ACTIVE) & (
-        Q(connection__hold_until__isnull=True) | Q(connection__hold_until__lte=now)
-    )
-    delivery_ids = list(
-        Delivery.objects.filter(_due_q(now))
-        .filter(sendable)
-        .order_by("next_attempt_at")
-        .values_list("pk", flat=True)[:batch]
-    )
+    delivery_ids = list(Delivery.objects.backlog(now).order_by("next_attempt_at").values_list("pk", flat=True)[:batch])
     for pk in delivery_ids:
         enqueue_delivery(pk)
     inbound_ids = list(
@@ -552,8 +519,5 @@ def sweep(batch: int = SWEEP_BATCH) -> dict[str, int]:
         .values_list("pk", flat=True)[:batch]
     )
     for pk in inbound_ids:
-        try:
-            async_task("integration.tasks.process_inbound", pk, task_name=f"process-inbound-{pk}")
-        except Exception as exc:  # try again next minute
-            log.warning("could not enqueue inbound event %s: %s", pk, exc.__class__.__name__)
+        enqueue("integration.tasks.process_inbound", pk, task_name=f"process-inbound-{pk}", what=f"inbound event {pk}")
     return {"deliveries": len(delivery_ids), "inbound_events": len(inbound_ids)}

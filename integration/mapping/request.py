@@ -16,7 +16,7 @@ from typing import Any
 
 from integration import catalog
 from integration.mapping.context import FlowConfig, MappingError, Subscriber
-from integration.mapping.values import is_empty, text
+from integration.mapping.values import distinct, is_empty, text
 
 GROUP_LIMIT_BYTES = 65 * 1024
 BATCH_LIMIT = 100
@@ -32,16 +32,33 @@ class RuleRequest:
     notes: list[str] = field(default_factory=list)
 
 
-def clean_tags(tags: Iterable[Any]) -> list[str]:
-    """Tags stripped, without empties, each once, in the merchant's order; MappingError when none is left."""
-    seen: dict[str, None] = {}
+def distinct_tags(tags: Iterable[Any]) -> tuple[list[str], list[str]]:
+    """The one rule for a flow's tags, used by the admin form, the `flow` command and every request: (the tags
+    stripped, without empties, each once in the merchant's order; the repeats left out).
+
+    Ours: tags that differ only in case are the same tag and the first spelling is kept. Rule refuses a request
+    naming a tag twice; whether it matches names without case its documentation does not say, so "VIP" and "vip"
+    are never sent together (at best they would make two look-alike tags in the merchant's account).
+    """
+    kept: dict[str, str] = {}
+    repeated = []
     for tag in tags if not isinstance(tags, str) else [tags]:
         name = text(tag)
-        if name:
-            seen.setdefault(name, None)
-    if not seen:
+        if not name:
+            continue
+        if name.casefold() in kept:
+            repeated.append(name)
+        else:
+            kept[name.casefold()] = name
+    return list(kept.values()), repeated
+
+
+def clean_tags(tags: Iterable[Any]) -> list[str]:
+    """The tags a request sends (distinct_tags); MappingError when none is left."""
+    kept, _ = distinct_tags(tags)
+    if not kept:
         raise MappingError("the flow has no tags: Rule needs at least one")
-    return list(seen)
+    return kept
 
 
 def automation_value(mode: Any) -> str | bool:
@@ -78,7 +95,7 @@ def _rule_value(type_: str, value: Any, per_item: bool = False) -> Any:
     if type_ == catalog.MULTIPLE:
         values = value if isinstance(value, list | tuple) else [value]
         items = [item for item in (text(v) for v in values) if item is not None]
-        return (items if per_item else list(dict.fromkeys(items))) or None
+        return (items if per_item else distinct(items)) or None
     if type_ == catalog.JSON:
         return value if isinstance(value, str) else json.dumps(value, ensure_ascii=False, separators=(",", ":"))
     return text(value)

@@ -225,12 +225,18 @@ def formatted(value: Any, style: MoneyStyle | None = None) -> str | None:
     return style.format(number)
 
 
+def known_zone(name: Any) -> bool:
+    """True when `name` is an IANA time zone (what the admin and the `connection` command accept)."""
+    try:
+        ZoneInfo(str(name))
+    except (ZoneInfoNotFoundError, ValueError):
+        return False
+    return True
+
+
 def zone(name: str | None) -> ZoneInfo:
     """The connection's time zone; UTC when the name is empty or unknown (a bad setting must not crash)."""
-    try:
-        return ZoneInfo(name) if name else ZoneInfo("UTC")
-    except (ZoneInfoNotFoundError, ValueError):
-        return ZoneInfo("UTC")
+    return ZoneInfo(name) if name and known_zone(name) else ZoneInfo("UTC")
 
 
 def parse_datetime(value: Any) -> datetime | None:

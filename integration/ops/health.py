@@ -12,7 +12,7 @@ from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import DatabaseError, connection
-from django.db.models import Count, Q
+from django.db.models import Count
 from django.utils import timezone
 
 from integration.models import Connection, Delivery, InboundEvent, RejectedCall
@@ -49,15 +49,9 @@ def check_broker() -> str:
         return f"down: {exc.__class__.__name__}"
 
 
-def _due() -> Q:
-    return Q(status__in=[Delivery.Status.PENDING, Delivery.Status.RETRYING]) & (
-        Q(next_attempt_at__lte=timezone.now()) | Q(next_attempt_at__isnull=True)
-    )
-
-
 def due_backlog() -> int:
-    """Deliveries waiting to be sent now (pending, or retrying and due)."""
-    return Delivery.objects.filter(_due()).count()
+    """Deliveries the sweeper sends now: due, of connections that may send (Delivery.objects.backlog)."""
+    return Delivery.objects.backlog().count()
 
 
 def health_report() -> tuple[bool, dict]:
@@ -312,7 +306,8 @@ def overview(now: datetime | None = None) -> list[Overview]:
     day = delivery_stats.hourly_series(ids, 24, now)
     last_success = delivery_stats.last_succeeded(ids)
     backlog = dict(
-        Delivery.objects.filter(_due(), connection_id__in=ids)
+        Delivery.objects.due(now)
+        .filter(connection_id__in=ids)
         .values("connection_id")
         .annotate(n=Count("pk"))
         .order_by()

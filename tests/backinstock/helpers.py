@@ -61,15 +61,6 @@ def process(connection, event_type: str, payload: dict, *, source: str = Inbound
     return event
 
 
-def drain(task_queue, rounds: int = 50) -> None:
-    """Run queued tasks (restock alerts, then the deliveries they store) until the queue is empty."""
-    for _ in range(rounds):
-        if not task_queue.pending():
-            return
-        task_queue.run_all()
-    raise AssertionError("the task queue did not drain")
-
-
 def alert_requests(fake_rule) -> list[dict]:
     """The ProductAlertTriggered batches Rule received (their JSON bodies)."""
     return [

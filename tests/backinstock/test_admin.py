@@ -5,7 +5,7 @@ from django.contrib.auth import get_user_model
 from django.urls import reverse
 
 from backinstock.models import ItemStock, Restock, Watcher
-from tests.backinstock.helpers import alerted_emails, bis_settings, drain, make_watchers
+from tests.backinstock.helpers import alerted_emails, bis_settings, make_watchers
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -46,7 +46,7 @@ def test_check_stock_now_asks_centra_and_alerts(merchant, centra_connection, fak
     fake_centra.set_stock(23400, 15)
     # when the merchant runs "Check stock now" on one of them
     message = run_action(merchant, "check_stock_now", watchers[:1])
-    drain(task_queue)
+    task_queue.drain()
     # then the stock is recorded and all three watchers of that size are alerted
     assert "3 watchers alerted" in message
     assert ItemStock.objects.get().available == 15
@@ -68,7 +68,7 @@ def test_alert_now_respects_the_cap_from_the_known_stock(merchant, rule_connecti
     ItemStock.objects.create(connection=rule_connection, item="12366-23400", available=2, source="poll")
     # when the merchant runs "Alert now"
     message = run_action(merchant, "alert_now", watchers[5:6])
-    drain(task_queue)
+    task_queue.drain()
     # then the 6 oldest are alerted, the rest keep waiting
     assert "6 of 6 allowed alerts sent" in message
     assert alerted_emails(fake_rule) == [w.email for w in watchers[:6]]

@@ -11,7 +11,7 @@ from backinstock.alerts import claim, run_restock
 from backinstock.models import ItemStock, Restock, Watcher
 from backinstock.stock import record_stock
 from integration.models import Delivery
-from tests.backinstock.helpers import alerted_emails, drain, make_watchers
+from tests.backinstock.helpers import alerted_emails, make_watchers
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -43,7 +43,7 @@ def test_a_worker_that_dies_after_the_first_batch_never_alerts_that_batch_again(
     # when it runs
     with pytest.raises(WorkerDied):
         run_restock(restock.pk)
-    drain(task_queue)
+    task_queue.drain()
 
     # then the first batch is complete on both sides (alerted and sent), the second left no trace
     assert Watcher.objects.filter(status="alerted").count() == 100
@@ -55,7 +55,7 @@ def test_a_worker_that_dies_after_the_first_batch_never_alerts_that_batch_again(
     # when a healthy worker runs the same restock again
     monkeypatch.setattr(integration.delivery.engine, "create_delivery", real_create)
     assert run_restock(restock.pk) == 150
-    drain(task_queue)
+    task_queue.drain()
 
     # then everyone has been alerted exactly once, in age order
     emails = alerted_emails(fake_rule)
@@ -113,7 +113,7 @@ def test_two_checks_of_one_item_at_once_share_one_allowance(rule_connection, fak
             run_restock(restock.pk, batch_size=50)
 
     errors = _run_concurrently(check)
-    drain(task_queue)
+    task_queue.drain()
 
     # then exactly the 400 oldest were alerted, each once, under one restock
     assert errors == []
@@ -135,7 +135,7 @@ def test_four_workers_on_one_restock_alert_everyone_exactly_once(rule_connection
 
     # when four workers run it at once, in small batches
     errors = _run_concurrently(lambda: run_restock(restock.pk, batch_size=25), count=4)
-    drain(task_queue)
+    task_queue.drain()
 
     # then every watcher is alerted exactly once and the batches are numbered without gaps
     assert errors == []

@@ -13,7 +13,6 @@ from tests.backinstock.helpers import (
     alert_requests,
     alerted_emails,
     bis_settings,
-    drain,
     fields_of,
     make_watchers,
 )
@@ -30,7 +29,7 @@ def restock(connection, available: int, task_queue, item: str = ITEM) -> Restock
         from backinstock.alerts import run_restock
 
         run_restock(found.pk)
-    drain(task_queue)
+    task_queue.drain()
     return found
 
 

@@ -10,7 +10,7 @@ from django.utils.module_loading import import_string
 from backinstock.models import BackInStockSettings, ItemStock, Restock, StockPoll, Watcher
 from backinstock.tasks import poll_stock
 from integration.models import InboundEvent
-from tests.backinstock.helpers import alerted_emails, drain, make_watchers, process
+from tests.backinstock.helpers import alerted_emails, make_watchers, process
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -32,7 +32,7 @@ def test_the_poll_asks_centra_for_watched_items_only_and_alerts_the_restocked(
 
     # when the every-minute schedule runs
     result = poll_stock()
-    drain(task_queue)
+    task_queue.drain()
 
     # then Centra was asked for the two watched sizes, and only the restocked size's watchers were alerted
     assert result["polled"] == 1
@@ -89,7 +89,7 @@ def test_a_display_items_webhook_checks_that_display_items_watched_sizes_now(
     event = process(
         centra_connection, "DisplayItems", {"key": "DisplayItems", "ids": ["12366"]}, source=InboundEvent.Source.WEBHOOK
     )
-    drain(task_queue)
+    task_queue.drain()
 
     # then only its two sizes were checked and their watchers alerted
     assert event.status == InboundEvent.Status.PROCESSED
@@ -136,7 +136,7 @@ def test_a_stock_update_event_sets_availability_directly(rule_connection, fake_r
             ]
         },
     )
-    drain(task_queue)
+    task_queue.drain()
     # then it is stored as given and the size at the minimum or above is alerted
     assert event.status == InboundEvent.Status.PROCESSED
     stock = {s.item: (s.available, s.sku, s.source) for s in ItemStock.objects.all()}
@@ -172,7 +172,7 @@ def test_a_stalled_restock_is_resumed_by_the_poll(rule_connection, fake_rule, ta
     Restock.objects.filter(pk=stalled.pk).update(updated_at=timezone.now() - timedelta(minutes=5))
     # when the schedule runs
     assert poll_stock()["resumed"] == 1
-    drain(task_queue)
+    task_queue.drain()
     # then its watchers are alerted
     assert len(alerted_emails(fake_rule)) == 3
     assert Restock.objects.get().status == "done"

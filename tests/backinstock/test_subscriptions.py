@@ -4,7 +4,7 @@ import pytest
 
 from backinstock.models import Watcher
 from integration.models import Delivery, InboundEvent
-from tests.backinstock.helpers import WAITING_TAG, drain, fields_of, process
+from tests.backinstock.helpers import WAITING_TAG, fields_of, process
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -38,7 +38,7 @@ def waiting_requests(fake_rule) -> list[dict]:
 def test_a_subscription_creates_a_watcher_and_tells_rule_the_shopper_is_waiting(rule_connection, fake_rule, task_queue):
     # when the storefront sends a subscription
     event = process(rule_connection, "BackInStockSubscribe", SUBSCRIBE)
-    drain(task_queue)
+    task_queue.drain()
 
     # then one watcher waits for that size, with the shopper's language and country
     assert event.status == InboundEvent.Status.PROCESSED
@@ -65,7 +65,7 @@ def test_subscribing_again_while_waiting_changes_nothing(rule_connection, fake_r
     process(rule_connection, "BackInStockSubscribe", SUBSCRIBE)
     # when the same subscription arrives again (new event id, same email in other case, same item)
     again = process(rule_connection, "BackInStockSubscribe", {**SUBSCRIBE, "email": "anna@example.COM"})
-    drain(task_queue)
+    task_queue.drain()
 
     # then there is still one watcher and Rule heard about it once
     assert again.status == InboundEvent.Status.IGNORED
@@ -131,7 +131,7 @@ def test_product_fields_are_refreshed_from_centra_when_a_token_is_set(
     )
     # when a shopper subscribes with older details
     process(centra_connection, "BackInStockSubscribe", SUBSCRIBE)
-    drain(task_queue)
+    task_queue.drain()
 
     # then the watcher and Rule's fields carry Centra's current details, the rest as sent
     watcher = Watcher.objects.get()
@@ -149,7 +149,7 @@ def test_centra_being_down_does_not_block_a_subscription(centra_connection, fake
     fake_centra.fail("server_error", times=None)
     # when a shopper subscribes
     event = process(centra_connection, "BackInStockSubscribe", SUBSCRIBE)
-    drain(task_queue)
+    task_queue.drain()
     # then they wait with the details they sent, and Rule heard about it
     assert event.status == InboundEvent.Status.PROCESSED
     assert Watcher.objects.get().product["name"] == "Wool Coat"

@@ -46,6 +46,15 @@ def test_tags_are_stripped_non_empty_and_deduplicated_in_order():
     assert request.body["tags"] == ["VIP", "OrderCompleted", "Autumn"]
 
 
+def test_tags_that_differ_only_in_case_are_sent_once_in_the_first_spelling():
+    # The same rule as the admin form and the `flow` command, which refuse such a list outright
+    flow = FlowConfig(tags=("VIP", "OrderCompleted", "vip", "ORDERCOMPLETED"))
+
+    request = build_request("OrderCompleted", subscriber(), flow)
+
+    assert request.body["tags"] == ["VIP", "OrderCompleted"]
+
+
 @pytest.mark.parametrize("tags", [(), ("", "  "), (None,)])
 def test_no_tags_is_a_mapping_error(tags):
     with pytest.raises(MappingError, match="no tags"):

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import zoneinfo
 
 from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
@@ -12,6 +11,7 @@ from django.core.validators import URLValidator, validate_email
 from django.db import transaction
 
 from integration.encryption import mask
+from integration.mapping.values import known_zone
 from integration.models import Connection, Flow
 
 
@@ -175,10 +175,8 @@ class Command(BaseCommand):
                     raise CommandError(f"--test-email: {options['test_email']!r} is not an email.") from None
             conn.test_email = options["test_email"]
         if options["time_zone"] is not None:
-            try:
-                zoneinfo.ZoneInfo(options["time_zone"])
-            except (zoneinfo.ZoneInfoNotFoundError, ValueError):
-                raise CommandError(f"--time-zone: unknown time zone {options['time_zone']!r}.") from None
+            if not known_zone(options["time_zone"]):
+                raise CommandError(f"--time-zone: unknown time zone {options['time_zone']!r}.")
             conn.time_zone = options["time_zone"]
         if options["manual_confirmation"] is not None:
             conn.manual_confirmation = options["manual_confirmation"]

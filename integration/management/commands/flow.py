@@ -6,6 +6,8 @@ from django.core.management.base import BaseCommand, CommandError
 
 from integration import catalog
 from integration.management.commands.connection import flow_json, get_connection, print_json
+from integration.mapping.request import distinct_tags
+from integration.mapping.values import distinct
 from integration.models import Flow
 
 
@@ -38,12 +40,11 @@ class Command(BaseCommand):
         if options["enabled"] is not None:
             flow.enabled = options["enabled"]
         if options["tag"]:
-            tags = [t.strip() for t in options["tag"] if t.strip()]
-            lowered = [t.lower() for t in tags]
+            tags, repeated = distinct_tags(options["tag"])
             if not tags:
                 raise CommandError("--tag: a flow needs at least one Rule tag.")
-            if len(set(lowered)) != len(lowered):
-                raise CommandError(f"--tag: duplicate tags in {tags}.")
+            if repeated:
+                raise CommandError(f"--tag: duplicate tags in {tags + repeated} (case does not count).")
             flow.tags = tags
         if options["automation"]:
             flow.automation = options["automation"]
@@ -55,6 +56,6 @@ class Command(BaseCommand):
                     f"--exclude-field: {', '.join(unknown)} not sent by {event}; its fields: "
                     f"{', '.join(f.key for f in catalog.fields_for_event(event))}."
                 )
-            flow.excluded_fields = list(dict.fromkeys(keys))
+            flow.excluded_fields = distinct(keys)
         flow.save()
         print_json(self, {"connection": conn.name, **flow_json(flow)})
