@@ -1,5 +1,6 @@
 """Back in stock's events, declared from BackInStockConfig.ready(): the two catalog events it sends to Rule
-(with the fields only they carry) and the three JSON types the shop sends it.
+(with the fields only they carry), the three JSON types the shop sends it and the Storefront API webhook keys it
+reads.
 
 The core knows none of this: it reads the catalog registry (integration/catalog.py), so without this app the
 service runs with the core's events only.
@@ -7,7 +8,15 @@ service runs with the core's events only.
 
 from __future__ import annotations
 
-from integration.catalog import TEXT, EventSpec, InboundType, declare, declare_inbound, field_spec
+from integration.catalog import (
+    TEXT,
+    EventSpec,
+    InboundType,
+    declare,
+    declare_catalogue_keys,
+    declare_inbound,
+    field_spec,
+)
 from integration.mapping import samples
 from integration.mapping.alerts import map_product_alert
 
@@ -67,6 +76,8 @@ def declare_events() -> None:
         )
     )
     declare_inbound(InboundType("StockUpdate", s.StockUpdateSerializer, object_ref=_stock_items))
+    # Centra's Storefront API webhook says product data changed: re-check the stock of watched sizes.
+    declare_catalogue_keys("DisplayItems", "Products")
 
 
 def _stock_items(body: dict) -> str:

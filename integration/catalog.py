@@ -347,6 +347,8 @@ FIELDS: list[FieldSpec] = list(
 
 EVENTS: dict[str, EventSpec] = {}  # catalog order: the order of declaration
 INBOUND_TYPES: dict[str, InboundType] = {}  # every JSON type /events accepts
+# Storefront/Checkout API webhook keys (e.g. DisplayItems) that a plug-in processes; others are stored ignored.
+CATALOGUE_KEYS: list[str] = []
 # A key may be listed twice for different events (Customer.Language: common order fields and customer events).
 FIELDS_BY_KEY: dict[str, FieldSpec] = {}
 EVENTS_BY_KEY: dict[str, frozenset[str]] = {}
@@ -382,6 +384,11 @@ def declare_inbound(inbound: InboundType) -> InboundType:
         raise ValueError(f"inbound type {inbound.name!r} is declared twice")
     INBOUND_TYPES[inbound.name] = inbound
     return inbound
+
+
+def declare_catalogue_keys(*keys: str) -> None:
+    """Storefront/Checkout API webhook keys a plug-in handles (back in stock: DisplayItems, Products)."""
+    CATALOGUE_KEYS.extend(k for k in keys if k not in CATALOGUE_KEYS)
 
 
 def undeclare(name: str) -> None:

@@ -380,9 +380,7 @@ class InboundTypeFilter(ChoicesListFilter):
     parameter_name = "event_type"
 
     def lookups(self, request, model_admin):
-        from integration.inbound.store import CATALOGUE_KEYS
-
-        values = (*catalog.INBOUND_TYPES, *catalog.centra_kinds(), *UNUSED_WEBHOOK_TYPES, *sorted(CATALOGUE_KEYS))
+        values = (*catalog.INBOUND_TYPES, *catalog.centra_kinds(), *UNUSED_WEBHOOK_TYPES, *catalog.CATALOGUE_KEYS)
         return [(v, v) for v in values]
 
 

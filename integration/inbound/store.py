@@ -43,8 +43,6 @@ log = logging.getLogger(__name__)
 
 MAX_EVENTS_PER_REQUEST = 100
 PROCESS_TASK = "integration.tasks.process_inbound_batch"
-# Storefront catalogue keys that may mean stock changed (the back-in-stock app handles them).
-CATALOGUE_KEYS = frozenset({"DisplayItems", "Products"})
 JSON_CONTENT_TYPE = "application/json"
 FORM_CONTENT_TYPE = "application/x-www-form-urlencoded"
 
@@ -322,7 +320,8 @@ def _catalogue_rows(document: dict, signed_at: int) -> list[NewEvent]:
                 event_type=key,
                 payload={"key": key, "ids": id_list},
                 object_ref=",".join(id_list)[:120],
-                ignore_reason="" if key in CATALOGUE_KEYS else f"catalogue key {key!r} is not used",
+                # Keys a plug-in declared (back in stock: DisplayItems, Products) are processed; others kept.
+                ignore_reason="" if key in catalog.CATALOGUE_KEYS else f"catalogue key {key!r} is not used",
             )
         )
     return rows
