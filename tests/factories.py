@@ -138,6 +138,7 @@ class DeliveryAttemptFactory(factory.django.DjangoModelFactory):
 
     class Params:
         answered_500 = factory.Trait(status_code=500, response_body='{"error": "server"}', outcome="retry")
+        refused = factory.Trait(status_code=400, response_body='{"error": "BadRequest"}', outcome="failed")
         rate_limited = factory.Trait(status_code=429, response_body="", outcome="rate_limited", counted=False)
         no_answer = factory.Trait(status_code=None, response_body="", error="ConnectionError", outcome="retry")
         unanswered = factory.Trait(status_code=None, response_body="", outcome="")

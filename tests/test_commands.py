@@ -14,7 +14,7 @@ from django.utils import timezone
 from integration import catalog
 from integration.encryption import mask
 from integration.models import Connection, Delivery, DeliveryAttempt, InboundEvent
-from tests.factories import ConnectionFactory, DeliveryFactory, InboundEventFactory
+from tests.factories import ConnectionFactory, DeliveryAttemptFactory, DeliveryFactory, InboundEventFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -248,15 +248,8 @@ def test_send_test_call_fails_loudly(rule_connection, fake_rule):
 
 
 def failed_delivery(conn: Connection, **kwargs) -> Delivery:
-    delivery = DeliveryFactory(
-        connection=conn,
-        status=Delivery.Status.FAILED,
-        attempt_count=1,
-        last_error="400 BadRequest",
-        finished_at=timezone.now(),
-        **kwargs,
-    )
-    DeliveryAttempt.objects.create(delivery=delivery, number=1, status_code=400, outcome="failed")
+    delivery = DeliveryFactory(connection=conn, failed=True, attempt_count=1, last_error="400 BadRequest", **kwargs)
+    DeliveryAttemptFactory(delivery=delivery, number=1, refused=True)
     return delivery
 
 
@@ -307,7 +300,7 @@ def test_purge_deletes_only_old_finished_rows(connection, settings):
     old_done = [
         DeliveryFactory(connection=connection, status=s, created_at=old) for s in ("succeeded", "failed", "cancelled")
     ]
-    DeliveryAttempt.objects.create(delivery=old_done[0], number=1, status_code=200)
+    DeliveryAttemptFactory(delivery=old_done[0], number=1)
     old_open = [
         DeliveryFactory(connection=connection, status=s, created_at=old) for s in ("pending", "sending", "retrying")
     ]

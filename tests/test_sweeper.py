@@ -14,7 +14,7 @@ from django_q.models import Schedule
 from integration.delivery import engine as delivery
 from integration.models import Connection, Delivery
 from integration.ops.schedules import SWEEP_NAME, ensure_sweep_schedule
-from tests.factories import ConnectionFactory, DeliveryFactory, InboundEventFactory
+from tests.factories import ConnectionFactory, DeliveryAttemptFactory, DeliveryFactory, InboundEventFactory
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -65,11 +65,8 @@ def test_the_sweeper_skips_what_is_not_due_and_connections_that_must_wait(rule_c
 
 def test_a_delivery_stuck_in_sending_past_its_lease_is_sent_again(rule_connection, fake_rule, task_queue):
     # given a worker that claimed the delivery, wrote its attempt row and died before the answer
-    d = new_delivery(rule_connection)
-    Delivery.objects.filter(pk=d.pk).update(
-        status=Delivery.Status.SENDING, attempt_count=1, lease_until=timezone.now() - timedelta(seconds=1)
-    )
-    d.attempts.create(number=1)
+    d = DeliveryFactory(connection=rule_connection, abandoned=True, attempt_count=1)
+    DeliveryAttemptFactory(delivery=d, number=1, unanswered=True)
 
     # when the sweeper runs
     assert delivery.sweep()["deliveries"] == 1
@@ -85,10 +82,7 @@ def test_a_delivery_stuck_in_sending_past_its_lease_is_sent_again(rule_connectio
 
 
 def test_a_delivery_still_inside_its_lease_is_left_to_its_worker(rule_connection, task_queue):
-    d = new_delivery(rule_connection)
-    Delivery.objects.filter(pk=d.pk).update(
-        status=Delivery.Status.SENDING, lease_until=timezone.now() + timedelta(seconds=60)
-    )
+    d = DeliveryFactory(connection=rule_connection, in_flight=True)
     assert delivery.sweep()["deliveries"] == 0
     assert delivery.deliver(d.pk) == "not due"
 
