@@ -567,6 +567,21 @@ def test_preview_of_the_sample_shows_the_exact_body_and_sends_nothing(admin_clie
     assert not Delivery.objects.exists()
 
 
+def test_preview_writes_nothing_even_for_a_flow_not_stored_yet(admin_client, shop):
+    # Given a connection whose OrderShipped flow was never stored (it has the declared defaults)
+    shop.flows.filter(event="OrderShipped").delete()
+
+    # When the merchant previews it (a GET)
+    with CaptureQueriesContext(db_connection) as queries:
+        response = preview(admin_client, connection=shop.pk, event="OrderShipped")
+
+    # Then the page shows the default tag, and no statement wrote anything (the session is read, never saved)
+    assert response.status_code == 200 and "OrderShipped" in response.content.decode()
+    writes = [q["sql"] for q in queries if q["sql"].lstrip().upper().startswith(("INSERT", "UPDATE", "DELETE"))]
+    assert writes == []
+    assert not shop.flows.filter(event="OrderShipped").exists()
+
+
 def test_preview_of_a_stored_json_event(admin_client, shop, fake_rule):
     payload = json.loads(json.dumps(sample("OrderCompleted")))
     payload["order"]["number"] = 77001
