@@ -17,10 +17,10 @@ from integration.catalog import (
     declare_inbound,
     field_spec,
 )
-from integration.mapping import samples
-from integration.mapping.alerts import map_product_alert
 
 from . import serializers as s
+from .mapping import map_product_alert
+from .samples import PRODUCT_ALERT
 
 ALERT_EVENTS = frozenset({"ProductAlertWaiting", "ProductAlertTriggered"})
 ALERT_FIELDS = [
@@ -51,7 +51,7 @@ def declare_events() -> None:
             True,
             "a shopper starts watching an out-of-stock size",
             mapper=lambda event, payload, ctx: map_product_alert(payload, ctx),
-            sample=samples.PRODUCT_ALERT,
+            sample=PRODUCT_ALERT,
             emitted_by="backinstock",
         ),
         fields=ALERT_FIELDS,
@@ -63,7 +63,7 @@ def declare_events() -> None:
             True,
             "stock for a watched size is back",
             mapper=lambda event, payload, ctx: map_product_alert(payload, ctx),
-            sample=samples.PRODUCT_ALERT,
+            sample=PRODUCT_ALERT,
             emitted_by="backinstock",
         )
     )

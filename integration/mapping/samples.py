@@ -12,7 +12,8 @@ from typing import Any
 from integration import catalog
 
 
-def _money(value: float, currency: str = "SEK") -> dict[str, Any]:
+def money(value: float, currency: str = "SEK") -> dict[str, Any]:
+    """A Centra money object (value, formattedValue, currency) as the samples use it."""
     whole, _, cents = f"{value:,.2f}".partition(".")
     return {
         "value": value,
@@ -50,16 +51,16 @@ ORDER: dict[str, Any] = {
     "billingAddress": {**_ADDRESS, "address1": "Box 1234", "address2": None, "zipCode": "111 22"},
     "paymentMethod": {"id": 3, "name": "Klarna Checkout"},
     "shippingPriceGroup": {"shippingOption": {"id": 2, "name": "PostNord Home Delivery"}},
-    "grandTotal": _money(1347.0),
+    "grandTotal": money(1347.0),
     "totals": {
         "quantity": 3,
-        "lineValues": _money(1398.0),
-        "discounts": _money(-100.0),
-        "shipping": _money(49.0),
-        "handling": _money(0.0),
-        "taxIncluded": _money(269.4),
-        "taxAdded": _money(0.0),
-        "taxDeducted": _money(0.0),
+        "lineValues": money(1398.0),
+        "discounts": money(-100.0),
+        "shipping": money(49.0),
+        "handling": money(0.0),
+        "taxIncluded": money(269.4),
+        "taxAdded": money(0.0),
+        "taxDeducted": money(0.0),
     },
     "attributes": [
         {"type": {"name": "giftWrap"}, "elements": [{"key": "message", "value": "Happy birthday!"}]},
@@ -78,8 +79,8 @@ ORDER: dict[str, Any] = {
             "brand": {"id": 1, "name": "Nordic Wool"},
             "collection": {"id": 4, "name": "AW26"},
             "productSize": {"id": 901, "SKU": "NW-SCARF-GRN-OS", "EAN": "7350012345678"},
-            "unitPrice": _money(499.0),
-            "lineValue": _money(998.0),
+            "unitPrice": money(499.0),
+            "lineValue": money(998.0),
         },
         {
             "id": 2,
@@ -94,8 +95,8 @@ ORDER: dict[str, Any] = {
             "brand": {"id": 1, "name": "Nordic Wool"},
             "collection": {"id": 4, "name": "AW26"},
             "productSize": {"id": 912, "SKU": "NW-SOCK-GRY-3942", "EAN": "7350012345685"},
-            "unitPrice": _money(400.0),
-            "lineValue": _money(400.0),
+            "unitPrice": money(400.0),
+            "lineValue": money(400.0),
         },
     ],
 }
@@ -115,33 +116,10 @@ RETURN: dict[str, Any] = {
     "id": 415,
     "returnStatus": "COMPLETED",
     "createdAt": "2026-12-05T09:00:00+00:00",
-    "grandTotal": _money(400.0),
-    "totals": {"handling": _money(0.0), "returnCost": _money(-39.0), "lineValues": _money(400.0)},
-    "lines": [{"id": 1, "quantity": 1, "lineValue": _money(400.0), "orderLine": ORDER["lines"][1]}],
+    "grandTotal": money(400.0),
+    "totals": {"handling": money(0.0), "returnCost": money(-39.0), "lineValues": money(400.0)},
+    "lines": [{"id": 1, "quantity": 1, "lineValue": money(400.0), "orderLine": ORDER["lines"][1]}],
     "order": ORDER,
-}
-
-PRODUCT = {
-    "name": "Merino Scarf",
-    "uri": "https://shop.example/merino-scarf-forest-green",
-    "image": "https://cdn.shop.example/img/merino-scarf-green.jpg",
-    "brand": "Nordic Wool",
-    "variant": "Forest Green",
-    "size": "One Size",
-    "sku": "NW-SCARF-GRN",
-    "sizeSku": "NW-SCARF-GRN-OS",
-    "ean": "7350012345678",
-    "price": _money(499.0),
-    "currency": "SEK",
-}
-
-_ALERT = {
-    "email": "anna.lindqvist@example.com",
-    "languageCode": "sv",
-    "shipTo": {"countryCode": "SE", "stateCode": None},
-    "item": "12366-23400",
-    "sku": "NW-SCARF-GRN-OS",
-    "product": PRODUCT,
 }
 
 _CUSTOMER = {
@@ -164,7 +142,7 @@ ORDER_COMPLETED: dict[str, Any] = {"order": ORDER}
 ORDER_SHIPPED: dict[str, Any] = {"shipment": SHIPMENT}
 ORDER_CANCELLATION: dict[str, Any] = {"order": {**ORDER, "status": "CANCELLED"}}
 REFUND_COMPLETED: dict[str, Any] = {"return": RETURN}
-RETURN_COMPLETED: dict[str, Any] = {"return": {**RETURN, "grandTotal": _money(0.0)}}
+RETURN_COMPLETED: dict[str, Any] = {"return": {**RETURN, "grandTotal": money(0.0)}}
 NEWSLETTER: dict[str, Any] = {
     "email": "erik.berg@example.com",
     "language": "sv-SE",
@@ -193,11 +171,10 @@ GIFT_CERTIFICATE: dict[str, Any] = {
         "description": "Valid for one year in the web shop",
         "friend": "Erik Berg",
         "currency": "SEK",
-        "value": _money(500.0),
+        "value": money(500.0),
         "valueAsNumber": 500,
     },
 }
-PRODUCT_ALERT: dict[str, Any] = _ALERT
 
 
 def sample(event: str) -> dict[str, Any]:

@@ -1,4 +1,6 @@
-"""Back in stock: ProductAlertWaiting and ProductAlertTriggered, with the watched size as ProductAlert.*."""
+"""Back in stock's mapping: ProductAlertWaiting and ProductAlertTriggered, with the watched size as ProductAlert.*.
+
+Pure like the core's mapping (integration/mapping/), whose helpers it uses; no models, no database."""
 
 from __future__ import annotations
 
