@@ -16,7 +16,8 @@ from django.urls import reverse
 
 from backinstock.models import BackInStockSettings
 from integration import catalog
-from integration.models import Connection
+from integration.models import Connection, Flow
+from tests.factories import ConnectionFactory
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 
@@ -119,3 +120,27 @@ def test_the_connection_page_edits_the_settings_through_the_plug_ins_inline(admi
     # Then the plug-in's row stores it
     assert response.status_code == 302, response.context and response.context["adminform"].form.errors
     assert BackInStockSettings.objects.get(connection=connection).min_stock == 4
+
+
+@pytest.mark.django_db(transaction=True)
+def test_installing_the_plug_in_gives_existing_connections_its_flows():
+    # Given a connection that existed before back in stock was installed (no flows of its events)
+    before = [("backinstock", "0003_back_in_stock_settings")]
+    executor = MigrationExecutor(db_connection)
+    leaves = executor.loader.graph.leaf_nodes()
+    try:
+        executor.migrate(before)
+        ConnectionFactory(name="older")
+        Flow.objects.filter(event__startswith="ProductAlert").delete()
+
+        # When the plug-in's migrations run
+        MigrationExecutor(db_connection).migrate(leaves)
+    finally:
+        MigrationExecutor(db_connection).migrate(leaves)
+
+    # Then the connection has both flows with the declared defaults
+    flows = Flow.objects.filter(connection__name="older", event__startswith="ProductAlert").order_by("event")
+    assert [(f.event, f.enabled, f.tags) for f in flows] == [
+        ("ProductAlertTriggered", True, ["Rule - Product Alert Triggered"]),
+        ("ProductAlertWaiting", True, ["Rule - Waiting For Product Alert"]),
+    ]
