@@ -188,7 +188,7 @@ def main() -> None:
         "deliveries_at_20ms": count_slow,
         "deliveries_at_0ms": count_fast,
         "database": "postgresql",
-        "fake_rule": "integration/rule/fake.py via manage.py fakerule",
+        "fake_rule": "integration/sandbox/fake_rule.py via manage.py fakerule",
     }
     common.emit("delivery", args.quick, figures, params, notes)
 

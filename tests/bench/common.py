@@ -178,7 +178,7 @@ def stop(process: subprocess.Popen, timeout: float = 15.0) -> None:
 
 
 def start_fake_rule(env: dict, port: int, api_key: str, latency_ms: int, name: str = "fakerule"):
-    """The fake Rule (integration/rule/fake.py) in its own process, answering after `latency_ms`."""
+    """The fake Rule (integration/sandbox/fake_rule.py) in its own process, answering after `latency_ms`."""
     args = [PYTHON, "manage.py", "fakerule", "--port", str(port), "--api-key", api_key, "--latency-ms", str(latency_ms)]
     return child(name, args, env, port=port)
 
