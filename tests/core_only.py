@@ -17,13 +17,12 @@ def main() -> None:
     from django.core.management import call_command
     from django.test import Client
     from django.test.utils import setup_test_environment
-    from django.urls import reverse
 
     from integration import catalog
-    from integration.inbound.signature import sign
     from integration.mapping.samples import sample
     from integration.models import Connection, Delivery, InboundEvent
     from integration.sandbox.fake_rule import FakeRule
+    from tests.fixtures.common import post_signed_events
     from tests.fixtures.queue import TaskQueue
 
     setup_test_environment()
@@ -34,19 +33,15 @@ def main() -> None:
             name="core-only", signing_secrets="whsec-core", rule_api_url=rule.url, rule_api_key=rule.api_key
         )
         client = Client()
-
-        def post(event: dict):
-            raw = json.dumps(event).encode()
-            return client.post(
-                reverse("centra-events", args=[connection.token]),
-                data=raw,
-                content_type="application/json",
-                headers={"X-Centra-Signature": sign("whsec-core", raw)},
-            )
-
         envelope = {"occurredAt": "2026-12-01T10:00:00Z"}
-        order = post({"id": "e-1", "type": "OrderCompleted", **envelope, **sample("OrderCompleted")})
-        watch = post({"id": "e-2", "type": "BackInStockSubscribe", **envelope, "email": "a@example.com", "item": "1-2"})
+        order = post_signed_events(
+            client, connection, {"id": "e-1", "type": "OrderCompleted", **envelope, **sample("OrderCompleted")}
+        )
+        watch = post_signed_events(
+            client,
+            connection,
+            {"id": "e-2", "type": "BackInStockSubscribe", **envelope, "email": "a@example.com", "item": "1-2"},
+        )
         ran = TaskQueue().drain()
         result = {
             "installed": sorted(app.label for app in apps.get_app_configs()),

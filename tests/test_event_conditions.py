@@ -12,17 +12,16 @@ from io import StringIO
 import pytest
 from django.core.management import call_command
 from django.core.management.base import CommandError
-from django.urls import reverse
 from django.utils.html import escape
 
 from integration.events import completed_return_event
-from integration.inbound.signature import sign
 from integration.mapping.samples import sample
 from integration.models import Connection, Delivery, InboundEvent
 from integration.processing.dispatch import process_inbound_event
 from integration.sandbox.fake_centra import send_webhook, webhook_event
 from tests.factories import InboundEventFactory
 from tests.fixtures.centra import centra_sample
+from tests.fixtures.common import post_signed_events
 from tests.test_admin import change_url, form_data
 
 RULE_KEY = "rule-key-conditions-0123456789"
@@ -170,16 +169,6 @@ def migrator_apps(transactional_db):
 # --------------------------------------------------------------------------------------------- abandoned carts
 
 
-def post_signed(client, conn: Connection, document: dict):
-    raw = json.dumps(document).encode()
-    return client.post(
-        reverse("centra-events", args=[conn.token]),
-        data=raw,
-        content_type="application/json",
-        headers={"X-Centra-Signature": sign(conn.signing_secret_list[0], raw)},
-    )
-
-
 def abandoned_cart(lines: list) -> dict:
     """A storefront's abandoned-checkout signal: the shopper typed an email, the cart is as given."""
     cart = sample("OrderCreated")
@@ -188,7 +177,7 @@ def abandoned_cart(lines: list) -> dict:
 
 
 def test_an_empty_cart_is_refused_with_the_problem_named_and_nothing_stored(client, rule_connection):
-    response = post_signed(client, rule_connection, abandoned_cart([]))
+    response = post_signed_events(client, rule_connection, abandoned_cart([]))
 
     assert response.status_code == 400
     assert response.json() == {
@@ -276,7 +265,7 @@ def test_order_placed_in_auto_confirm_mode_is_stored_as_ignored_with_the_reason_
 
     # when the shop posts an OrderPlaced event
     with django_capture_on_commit_callbacks(execute=True):
-        response = post_signed(client, rule_connection, order_placed_event())
+        response = post_signed_events(client, rule_connection, order_placed_event())
     task_queue.drain()
 
     # then it is accepted and kept, shown as ignored with the reason, and Rule hears nothing
@@ -288,7 +277,7 @@ def test_order_placed_in_auto_confirm_mode_is_stored_as_ignored_with_the_reason_
 
 
 def test_the_inbound_event_page_shows_why_order_placed_was_ignored(client, admin_client, rule_connection):
-    post_signed(client, rule_connection, order_placed_event())
+    post_signed_events(client, rule_connection, order_placed_event())
 
     page = admin_client.get(change_url(InboundEvent.objects.get())).content.decode()
 
@@ -315,7 +304,7 @@ def test_order_placed_in_manual_confirmation_mode_reaches_rule(
     Connection.objects.filter(pk=rule_connection.pk).update(manual_confirmation=True)
 
     with django_capture_on_commit_callbacks(execute=True):
-        post_signed(client, rule_connection, order_placed_event())
+        post_signed_events(client, rule_connection, order_placed_event())
     task_queue.drain()
 
     [fields] = _sent(fake_rule, "OrderPlaced")
@@ -379,7 +368,7 @@ def test_a_json_return_follows_the_same_rule(
     body["return"]["grandTotal"] = {"value": refund, "formattedValue": f"{refund:.2f} SEK", "currency": {"code": "SEK"}}
 
     with django_capture_on_commit_callbacks(execute=True):
-        response = post_signed(
+        response = post_signed_events(
             client, rule_connection, {"id": "ret-415", "type": sent_as, "occurredAt": "2026-12-05T09:00:00Z", **body}
         )
     task_queue.drain()
@@ -428,7 +417,7 @@ def test_a_gift_certificate_value_that_cannot_be_read_is_sent_as_text_and_noted_
     body["giftCertificate"].update(value="Fem hundra kronor", valueAsNumber=None)
 
     with django_capture_on_commit_callbacks(execute=True):
-        post_signed(
+        post_signed_events(
             client, rule_connection, {"id": "gc-1", "type": "GiftCertificate", "occurredAt": "2026-12-14", **body}
         )
     task_queue.drain()

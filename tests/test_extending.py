@@ -3,21 +3,16 @@ delivered to Rule, with nothing else in the service changed (no list to extend, 
 
 from __future__ import annotations
 
-import json
-
 import pytest
 from django.urls import reverse
 from rest_framework import serializers
 
 from integration import catalog
 from integration.catalog import TEXT, EventSpec, field_spec
-from integration.inbound.signature import sign
 from integration.mapping import Subscriber
 from integration.models import Delivery, Flow, InboundEvent
 from tests.factories import ConnectionFactory
-
-SECRET = "whsec-test-1"
-
+from tests.fixtures.common import post_signed_events
 
 # --- the whole declaration of a throw-away event --------------------------------------------------------------
 
@@ -55,31 +50,22 @@ def wishlist_shared():
         catalog.undeclare("WishlistShared")
 
 
-def post_event(client, connection, event: dict):
-    raw = json.dumps(event).encode()
-    return client.post(
-        reverse("centra-events", args=[connection.token]),
-        data=raw,
-        content_type="application/json",
-        headers={"X-Centra-Signature": sign(SECRET, raw)},
-    )
-
-
 def wishlist_event(event_id: str, **body) -> dict:
     return {"id": event_id, "type": "WishlistShared", "occurredAt": "2026-12-01T10:00:00Z", **body}
 
 
 def test_a_declared_event_is_validated_delivered_and_previewed(
-    wishlist_shared, client, admin_client, fake_rule, task_queue, django_capture_on_commit_callbacks
+    wishlist_shared, client, admin_client, fake_rule, task_queue
 ):
     # Given a connection made before the event existed: it has no flow for it, and none is created behind a read
     connection = ConnectionFactory(rule_api_url=fake_rule.url, rule_api_key=fake_rule.api_key)
     connection.flows.filter(event="WishlistShared").delete()
 
     # When the shop posts one invalid and one valid event of the new type
-    refused = post_event(client, connection, wishlist_event("w-0", wishlist="Birthday"))
-    with django_capture_on_commit_callbacks(execute=True):  # the request's commit enqueues its processing
-        accepted = post_event(client, connection, wishlist_event("w-1", email="anna@example.com", wishlist="Birthday"))
+    refused = post_signed_events(client, connection, wishlist_event("w-0", wishlist="Birthday"))
+    accepted = post_signed_events(
+        client, connection, wishlist_event("w-1", email="anna@example.com", wishlist="Birthday")
+    )
 
     # Then the invalid one is refused naming the missing field, the valid one is stored with its reference
     assert refused.status_code == 400
@@ -120,7 +106,7 @@ def test_a_declared_event_gets_a_flow_with_its_defaults_on_a_new_connection(wish
 
 
 def test_without_the_declaration_the_type_is_refused(client, connection):
-    response = post_event(client, connection, wishlist_event("w-2", email="anna@example.com", wishlist="x"))
+    response = post_signed_events(client, connection, wishlist_event("w-2", email="anna@example.com", wishlist="x"))
     assert response.status_code == 400
     assert "WishlistShared" not in response.json()["known_types"]
 

@@ -7,15 +7,14 @@ import json
 from pathlib import Path
 
 import pytest
-from django.urls import reverse
 
 from integration import catalog
-from integration.inbound.signature import sign
 from integration.mapping import MappingContext
 from integration.models import Delivery, InboundEvent
 from integration.processing.dispatch import handler_for, process_inbound_event
 from integration.processing.json_events import process_json_catalog_event
 from tests.factories import ConnectionFactory, InboundEventFactory
+from tests.fixtures.common import post_signed_events
 
 GOLDEN = Path(__file__).resolve().parent / "data" / "orders"
 JSON_GOLDEN = [
@@ -45,22 +44,12 @@ def subscriber_posts(fake_rule) -> list[dict]:
 
 
 @pytest.mark.parametrize("name", JSON_GOLDEN)
-def test_a_signed_json_event_reaches_rule_exactly(
-    name, client, fake_rule, task_queue, django_capture_on_commit_callbacks
-):
+def test_a_signed_json_event_reaches_rule_exactly(name, client, fake_rule, task_queue):
     # Given a connection set up like the golden case and its payload sent as a signed JSON event
     case = json.loads((GOLDEN / name).read_text())
     connection = connection_for_case(case, fake_rule)
-    raw = json.dumps(
-        {"id": f"golden-{name}", "type": case["event"], "occurredAt": "2026-03-14T18:42:05Z", **case["payload"]}
-    ).encode()
-    with django_capture_on_commit_callbacks(execute=True):
-        response = client.post(
-            reverse("centra-events", args=[connection.token]),
-            data=raw,
-            content_type="application/json",
-            headers={"X-Centra-Signature": sign(SECRET, raw)},
-        )
+    event = {"id": f"golden-{name}", "type": case["event"], "occurredAt": "2026-03-14T18:42:05Z", **case["payload"]}
+    response = post_signed_events(client, connection, event)
     assert response.status_code == 200, response.json()
 
     # When the worker processes and delivers it
@@ -77,54 +66,34 @@ def test_a_signed_json_event_reaches_rule_exactly(
     assert delivery.request_body == case["expected_body"]
 
 
-def test_the_same_order_event_sent_twice_with_new_ids_reaches_rule_once(
-    client, fake_rule, task_queue, django_capture_on_commit_callbacks
-):
+def test_the_same_order_event_sent_twice_with_new_ids_reaches_rule_once(client, fake_rule, task_queue):
     # Given the storefront sends OrderCompleted for one order twice (a retry with a fresh event id)
     case = json.loads((GOLDEN / "order_completed_us.json").read_text())
     connection = connection_for_case(case, fake_rule)
     for event_id in ("first", "second"):
-        raw = json.dumps(
-            {"id": event_id, "type": "OrderCompleted", "occurredAt": "2026-03-14T18:42:05Z", **case["payload"]}
-        ).encode()
-        with django_capture_on_commit_callbacks(execute=True):
-            client.post(
-                reverse("centra-events", args=[connection.token]),
-                data=raw,
-                content_type="application/json",
-                headers={"X-Centra-Signature": sign(SECRET, raw)},
-            )
+        event = {"id": event_id, "type": "OrderCompleted", "occurredAt": "2026-03-14T18:42:05Z", **case["payload"]}
+        post_signed_events(client, connection, event)
     task_queue.drain()
     assert len(subscriber_posts(fake_rule)) == 1
     assert set(InboundEvent.objects.values_list("status", flat=True)) == {"processed"}
 
 
-def test_the_longest_carts_the_door_accepts_are_delivered_each(
-    client, fake_rule, task_queue, django_capture_on_commit_callbacks
-):
+def test_the_longest_carts_the_door_accepts_are_delivered_each(client, fake_rule, task_queue):
     # Given two abandoned carts with the longest email (254) and selection id (200) the door accepts, differing
     # only in the last character of the selection: their delivery keys are longer than the column
     connection = ConnectionFactory(rule_api_url=fake_rule.url, rule_api_key=fake_rule.api_key, signing_secrets=SECRET)
     email = "a" * 64 + "@" + "b" * 60 + "." + "c" * 60 + "." + "d" * 63 + ".com"
     assert len(email) == 254
     for n, selection in enumerate(("s" * 199 + "1", "s" * 199 + "2")):
-        raw = json.dumps(
-            {
-                "id": f"cart-{n}",
-                "type": "OrderCreated",
-                "occurredAt": "2026-03-14T18:42:05Z",
-                "email": email,
-                "selection": selection,
-                "order": {"lines": [{"productName": "Tee", "quantity": 1}]},
-            }
-        ).encode()
-        with django_capture_on_commit_callbacks(execute=True):
-            response = client.post(
-                reverse("centra-events", args=[connection.token]),
-                data=raw,
-                content_type="application/json",
-                headers={"X-Centra-Signature": sign(SECRET, raw)},
-            )
+        event = {
+            "id": f"cart-{n}",
+            "type": "OrderCreated",
+            "occurredAt": "2026-03-14T18:42:05Z",
+            "email": email,
+            "selection": selection,
+            "order": {"lines": [{"productName": "Tee", "quantity": 1}]},
+        }
+        response = post_signed_events(client, connection, event)
         assert response.status_code == 200, response.json()
     task_queue.drain()
     # Then each cart is its own delivery, and both reach Rule
