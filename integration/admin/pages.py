@@ -354,12 +354,13 @@ class ConnectionAdmin(ConnectionPageMixin, admin.ModelAdmin):
 
 
 class ChoicesListFilter(admin.SimpleListFilter):
-    """A filter with fixed choices: no SELECT DISTINCT over a log table."""
+    """A filter with choices from the catalog, read when the page is drawn: no SELECT DISTINCT over a log table."""
 
-    values: tuple[str, ...] = ()
+    def values(self) -> tuple[str, ...]:
+        return ()
 
     def lookups(self, request, model_admin):
-        return [(v, v) for v in self.values]
+        return [(v, v) for v in self.values()]
 
     def queryset(self, request, queryset):
         if self.value():
@@ -371,17 +372,16 @@ class DeliveryEventFilter(ChoicesListFilter):
     title = "event"
     parameter_name = "event"
 
-    def lookups(self, request, model_admin):
-        return [(v, v) for v in (*catalog.EVENTS, "RemoveCartTag")]
+    def values(self) -> tuple[str, ...]:
+        return (*catalog.EVENTS, "RemoveCartTag")
 
 
 class InboundTypeFilter(ChoicesListFilter):
     title = "type"
     parameter_name = "event_type"
 
-    def lookups(self, request, model_admin):
-        values = (*catalog.INBOUND_TYPES, *catalog.centra_kinds(), *UNUSED_WEBHOOK_TYPES, *catalog.CATALOGUE_KEYS)
-        return [(v, v) for v in values]
+    def values(self) -> tuple[str, ...]:
+        return (*catalog.INBOUND_TYPES, *catalog.centra_kinds(), *UNUSED_WEBHOOK_TYPES, *catalog.CATALOGUE_KEYS)
 
 
 class ReadOnlyLogAdmin(admin.ModelAdmin):
