@@ -24,6 +24,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from integration.inbound import rejections
 from integration.inbound import store as inbound
 from integration.inbound.signature import HEADER
 from integration.inbound.store import InboundError
@@ -93,12 +94,16 @@ class InboundView(APIView):
     renderer_classes = [JSONRenderer]
     content_negotiation_class = AlwaysJSON
     content_type = ""
+    endpoint = ""  # the name refused calls are recorded under
+    # Known once read: what a refusal is recorded with (the view instance lives for one request).
+    received_body = b""
+    connection = None
 
     def handle(self, request: Request, token: str, rows_for: Callable) -> Response:
         try:
-            body = inbound.read_body(request._request)
+            body = self.received_body = inbound.read_body(request._request)
             inbound.require_content_type(request._request, self.content_type)
-            connection = inbound.connection_for_token(token)
+            connection = self.connection = inbound.connection_for_token(token)
             signed_at = inbound.check_signature(request._request, body, connection)
             rows = rows_for(connection, body, signed_at)
             result = inbound.store_events(connection, rows)
@@ -120,7 +125,18 @@ class InboundView(APIView):
         return super().handle_exception(exc)
 
     def refuse(self, exc: InboundError) -> Response:
-        """The one place every refusal of both endpoints is answered."""
+        """The one place every refusal of both endpoints is answered, and kept for the merchant's console
+        (a 503 is our fault, not the caller's: not kept). Accepted requests never come here."""
+        if exc.status != 503:
+            rejections.record(
+                self.request._request,
+                self.endpoint,
+                exc.status,
+                exc.body,
+                raw_body=getattr(self, "received_body", b""),
+                token=self.kwargs.get("token", ""),
+                connection=getattr(self, "connection", None),
+            )
         return Response(exc.body, status=exc.status, headers=exc.headers)
 
 
@@ -128,6 +144,7 @@ class CentraEventsView(InboundView):
     """`POST /centra/<token>/events`: signed JSON events from the storefront or the shop backend."""
 
     content_type = inbound.JSON_CONTENT_TYPE
+    endpoint = "events"
 
     @extend_schema(
         operation_id="centra_events",
@@ -169,6 +186,7 @@ class CentraWebhookView(InboundView):
     """`POST /centra/<token>/webhook`: Centra's webhook plugin (form-encoded `payload=` JSON)."""
 
     content_type = inbound.FORM_CONTENT_TYPE
+    endpoint = "webhook"
 
     @extend_schema(
         operation_id="centra_webhook",
