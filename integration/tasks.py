@@ -21,6 +21,17 @@ def sweep() -> dict[str, int]:
     return delivery.sweep()
 
 
+def check_alerts(connection_id: int | None = None) -> dict[str, int] | str:
+    """Email alert addresses about new incidents (the every-minute schedule: all connections; after a pause: one)."""
+    from integration.models import Connection
+    from integration.ops import alerts
+
+    if connection_id is None:
+        return alerts.check_all()
+    conn = Connection.objects.filter(pk=connection_id).first()
+    return alerts.check_connection(conn) if conn is not None else "gone"
+
+
 def process_inbound_batch(inbound_ids: list[int]) -> dict[str, int]:
     """Turn the inbound events one request stored into deliveries, one after the other (one task per request).
 

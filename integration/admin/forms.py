@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from django import forms
+from django.core.validators import validate_email
 from django.db import models
 
 from integration import catalog
@@ -77,6 +78,7 @@ class ConnectionAdminForm(forms.ModelForm):
             "time_zone",
             "default_language",
             "reconcile_interval_minutes",
+            "alert_emails",
         ]
         labels = {
             "rule_api_url": "Rule API URL",
@@ -106,6 +108,18 @@ class ConnectionAdminForm(forms.ModelForm):
         if not known_zone(value):
             raise forms.ValidationError(f"Unknown time zone {value!r}; use an IANA name like Europe/Stockholm.")
         return value
+
+    def clean_alert_emails(self) -> str:
+        addresses = Connection(alert_emails=self.cleaned_data.get("alert_emails") or "").alert_email_list
+        bad = []
+        for address in addresses:
+            try:
+                validate_email(address)
+            except forms.ValidationError:
+                bad.append(address)
+        if bad:
+            raise forms.ValidationError(f"Not an email address: {', '.join(bad)}.")
+        return "\n".join(addresses)
 
     def clean_tracking_link_templates(self) -> dict:
         value = self.cleaned_data.get("tracking_link_templates") or {}

@@ -158,6 +158,8 @@ class ConnectionAdmin(ConnectionPageMixin, admin.ModelAdmin):
         "centra_last_error",
         "created_at",
         "updated_at",
+        "rejected_calls",
+        "alert_open_since",
     )
     fieldsets = (
         (None, {"fields": ("name", "test_email")}),
@@ -215,6 +217,8 @@ class ConnectionAdmin(ConnectionPageMixin, admin.ModelAdmin):
                 ),
             },
         ),
+        ("Alerts", {"fields": ("alert_emails", "alert_open_since")}),
+        ("Refused inbound calls (newest first)", {"fields": ("rejected_calls",)}),
     )
 
     @admin.display(description="inbound URLs")
@@ -224,6 +228,12 @@ class ConnectionAdmin(ConnectionPageMixin, admin.ModelAdmin):
         return copyable(conn.webhook_url(), "Centra webhook plugin (webhook_url)") + copyable(
             conn.events_url(), "Storefront JSON events (events_url)"
         )
+
+    @admin.display(description="refused calls")
+    def rejected_calls(self, conn: Connection) -> str:
+        from integration.admin.rejected import rejected_calls_section
+
+        return rejected_calls_section(conn)
 
     @admin.display(description="signing secrets")
     def signing_secrets_masked(self, conn: Connection) -> str:

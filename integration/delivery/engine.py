@@ -28,7 +28,7 @@ from django.utils import timezone
 
 from integration.mapping.request import distinct_tags
 from integration.models import Connection, Delivery, DeliveryAttempt, Flow, InboundEvent
-from integration.ops import delivery_stats
+from integration.ops import alerts, delivery_stats
 from integration.ops.health import KEY_REFUSED
 from integration.queue import enqueue
 from integration.rule.client import RuleRequestError, error_message, get_client, scrub
@@ -475,6 +475,7 @@ def pause_connection(connection: Connection, reason: str) -> None:
     connection.status, connection.paused_reason = Connection.Status.PAUSED, reason
     connection.paused_at = connection.paused_at or now
     log.warning("connection %s paused: %s", connection.name, reason)
+    transaction.on_commit(lambda: alerts.check_soon(connection.pk))  # the alert addresses hear of it at once
 
 
 def resume_connection(connection: Connection) -> int:

@@ -66,6 +66,15 @@ class Series:
     def hours(self) -> int:
         return len(self.succeeded)
 
+    def last(self, hours: int) -> Series:
+        """The newest `hours` of this series."""
+        return Series(
+            self.start + timedelta(hours=self.hours - hours),
+            self.succeeded[-hours:],
+            self.retrying[-hours:],
+            self.failed[-hours:],
+        )
+
     def totals(self) -> dict[str, int]:
         return {SUCCEEDED: sum(self.succeeded), RETRYING: sum(self.retrying), FAILED: sum(self.failed)}
 

@@ -303,7 +303,7 @@ def overview(now: datetime | None = None) -> list[Overview]:
     ids = [c.pk for c in connections]
     facts = load_facts(connections, now)
     week = delivery_stats.hourly_series(ids, 24 * 7, now)
-    day = delivery_stats.hourly_series(ids, 24, now)
+    day = {pk: series.last(24) for pk, series in week.items()}
     last_success = delivery_stats.last_succeeded(ids)
     backlog = dict(
         Delivery.objects.due(now)
