@@ -51,17 +51,18 @@ def bar_chart(series: Series, *, bar_width: int, label_every: int, label_format:
         if start.hour % label_every == 0:
             labels.append((x, HEIGHT - 3, start.strftime(label_format)))
     totals = series.totals()
-    summary = f"{title}: " + ", ".join(f"{totals[n]} {n}" for n, _ in LAYERS)
+    summary = f"Deliveries, {title.lower()}: " + ", ".join(f"{totals[n]} {n}" for n, _ in LAYERS)
     return format_html(
         '<svg class="delivery-chart" xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" '
         'viewBox="0 0 {w} {h}" role="img" aria-label="{summary}" data-hours="{hours}" '
         'data-succeeded="{s}" data-retrying="{r}" data-failed="{f}">'
         '<line x1="{left}" y1="{base}" x2="{right}" y2="{base}" stroke="#999" stroke-width="1"/>'
-        '<text x="{left}" y="10" font-size="10" fill="#666">{peak} / hour at most</text>'
+        '<text x="{left}" y="10" font-size="10" fill="#666">{title}: at most {peak} an hour</text>'
         "{bars}{labels}</svg>",
         w=width,
         h=HEIGHT,
         summary=summary,
+        title=title,
         hours=series.hours,
         s=totals["succeeded"],
         r=totals["retrying"],
@@ -76,8 +77,8 @@ def bar_chart(series: Series, *, bar_width: int, label_every: int, label_format:
 
 
 def day_chart(series: Series) -> SafeString:
-    return bar_chart(series, bar_width=18, label_every=6, label_format="%H:00", title="Deliveries, last 24 hours")
+    return bar_chart(series, bar_width=18, label_every=6, label_format="%H:00", title="Last 24 hours")
 
 
 def week_chart(series: Series) -> SafeString:
-    return bar_chart(series, bar_width=3, label_every=24, label_format="%a %d", title="Deliveries, last 7 days")
+    return bar_chart(series, bar_width=3, label_every=24, label_format="%a %d", title="Last 7 days")
