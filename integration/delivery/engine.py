@@ -292,8 +292,12 @@ def _finish(delivery: Delivery, status: str, last_error: str = "") -> None:
     now = timezone.now()
     delivery.status, delivery.last_error, delivery.finished_at = status, last_error, now
     delivery.next_attempt_at = delivery.lease_until = None
-    delivery.save(update_fields=["status", "last_error", "finished_at", "next_attempt_at", "lease_until", "updated_at"])
-    delivery_stats.record(delivery.connection_id, status, now)  # the console's hourly counts
+    # The console's hourly count goes in the same commit as the row (one fsync, not two).
+    with transaction.atomic():
+        delivery.save(
+            update_fields=["status", "last_error", "finished_at", "next_attempt_at", "lease_until", "updated_at"]
+        )
+        delivery_stats.record(delivery.connection_id, status, now)
 
 
 def _wait(delivery: Delivery, status: str, until: datetime, last_error: str, *, uncount: bool = False) -> None:
@@ -301,10 +305,11 @@ def _wait(delivery: Delivery, status: str, until: datetime, last_error: str, *, 
         delivery.attempt_count = max(delivery.attempt_count - 1, 0)
     delivery.status, delivery.next_attempt_at, delivery.last_error = status, until, last_error
     delivery.lease_until = None
-    delivery.save(
-        update_fields=["status", "next_attempt_at", "last_error", "lease_until", "attempt_count", "updated_at"]
-    )
-    delivery_stats.record(delivery.connection_id, delivery_stats.RETRYING)  # the console's hourly counts
+    with transaction.atomic():  # the row and the console's hourly count in one commit
+        delivery.save(
+            update_fields=["status", "next_attempt_at", "last_error", "lease_until", "attempt_count", "updated_at"]
+        )
+        delivery_stats.record(delivery.connection_id, delivery_stats.RETRYING)
 
 
 def _classify(delivery: Delivery, attempt: DeliveryAttempt, response) -> DeliveryAttempt:
