@@ -21,7 +21,16 @@ def test_healthy_with_the_due_backlog(client, connection):
     DeliveryFactory(connection=connection, status="succeeded")
     response = client.get("/healthz")
     assert response.status_code == 200
-    assert response.json() == {"database": "ok", "broker": "ok", "due_backlog": 2}
+    assert response.json() == {"database": "ok", "broker": "ok", "due_backlog": 2, "paused_connections": 0}
+
+
+def test_a_paused_connection_is_reported_and_the_service_stays_up(client, connection):
+    from integration.delivery.engine import pause_connection
+
+    pause_connection(connection, "Rule refused the API key: 401")
+    response = client.get("/healthz")
+    assert response.status_code == 200
+    assert response.json()["paused_connections"] == 1
 
 
 def test_a_database_that_does_not_answer_is_503(client, db):

@@ -212,7 +212,7 @@ class CentraWebhookView(InboundView):
 
 
 class HealthView(APIView):
-    """`GET /healthz`: database and broker reachable, and the due delivery backlog."""
+    """`GET /healthz`: database and broker reachable, the due delivery backlog, paused connections."""
 
     authentication_classes: list = []
     permission_classes: list = []
@@ -226,6 +226,7 @@ class HealthView(APIView):
                     "database": serializers.CharField(),
                     "broker": serializers.CharField(),
                     "due_backlog": serializers.IntegerField(),
+                    "paused_connections": serializers.IntegerField(),
                 },
             ),
             503: OpenApiResponse(description="the same report, naming what is down"),
