@@ -20,7 +20,7 @@ def remove(apps, schema_editor):
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("integration", "0007_cart_link_needs_a_template"),
+        ("integration", "0009_connection_back_in_stock_settings_moved"),
         ("django_q", "0019_alter_task_options_alter_ormq_key_alter_ormq_lock_and_more"),
     ]
 
