@@ -22,7 +22,7 @@ SUPERUSER_APPS = frozenset({"django_q"})
 def superuser_only(admin_class: type[admin.ModelAdmin]) -> type[admin.ModelAdmin]:
     """The same admin, visible and usable by superusers only (whatever permissions a staff user holds)."""
 
-    def allowed(self, request, obj=None) -> bool:  # noqa: ANN001
+    def allowed(self, request, obj=None) -> bool:
         return request.user.is_active and request.user.is_superuser
 
     return type(
@@ -45,7 +45,7 @@ class BridgeAdminSite(admin.AdminSite):
     index_template = "admin/bridge_index.html"
     site_url = None  # no public site: no "View site" link
 
-    def register(self, model_or_iterable, admin_class=None, **options) -> None:  # noqa: ANN001
+    def register(self, model_or_iterable, admin_class=None, **options) -> None:
         models = [model_or_iterable] if isinstance(model_or_iterable, type) else list(model_or_iterable)
         if any(model._meta.app_label in SUPERUSER_APPS for model in models):
             admin_class = superuser_only(admin_class or admin.ModelAdmin)

@@ -111,5 +111,5 @@ def trim(connection_id: int | None) -> int:
     return deleted
 
 
-def _unknown():  # noqa: ANN202
+def _unknown():
     return RejectedCall.objects.filter(connection__isnull=True)
