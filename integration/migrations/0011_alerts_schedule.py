@@ -20,7 +20,7 @@ def remove(apps, schema_editor):
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("integration", "0009_connection_back_in_stock_settings_moved"),
+        ("integration", "0010_console_pages"),
         ("django_q", "0019_alter_task_options_alter_ormq_key_alter_ormq_lock_and_more"),
     ]
 
