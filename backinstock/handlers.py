@@ -9,13 +9,22 @@ PROCESSED = InboundEvent.Status.PROCESSED
 IGNORED = InboundEvent.Status.IGNORED
 
 
-@handles("BackInStockSubscribe")
-def subscribe_event(inbound: InboundEvent) -> str:
-    """Start watching; IGNORED when this shopper already waits for this item."""
+def fetch_product(inbound: InboundEvent) -> dict:
+    """Centra's current product fields for the size (no transaction open; empty when Centra cannot say)."""
     # Domain modules pull in mapping and delivery; importing them here keeps app loading independent of them.
+    from .watchers import centra_product
+
+    return centra_product(inbound.connection, inbound.payload)
+
+
+@handles("BackInStockSubscribe", fetch=fetch_product)
+def subscribe_event(inbound: InboundEvent, centra_fields: dict) -> str:
+    """Start watching; IGNORED when this shopper already waits for this item."""
     from .watchers import subscribe
 
-    _watcher, created = subscribe(inbound.connection, inbound.payload, inbound_event=inbound)
+    _watcher, created = subscribe(
+        inbound.connection, inbound.payload, inbound_event=inbound, centra_fields=centra_fields
+    )
     return PROCESSED if created else IGNORED
 
 
@@ -59,25 +68,35 @@ def stock_update_event(inbound: InboundEvent) -> str:
     return PROCESSED
 
 
-@handles("DisplayItems", "Products")
-def catalogue_event(inbound: InboundEvent) -> str:
-    """Centra says these display items changed: check the stock of the watched sizes now."""
+def fetch_catalogue_stock(inbound: InboundEvent) -> dict[str, int] | None:
+    """The stock of the watched sizes of the changed display items, from Centra (no transaction open); None when
+    there is nothing to ask (no Centra token, nobody watching those items)."""
     from integration.centra.client import CentraQueryError
 
-    from .models import ItemStock
-    from .stock import check_items, items_for_catalogue_ids
-    from .tasks import enqueue_alerts
+    from .stock import fetch_stock, items_for_catalogue_ids
 
     connection = inbound.connection
     if not (connection.centra_api_token and connection.centra_api_url):
-        return IGNORED  # nothing to ask; the storefront's StockUpdate events are the way without a token
+        return None  # the storefront's StockUpdate events are the way without a token
     items = items_for_catalogue_ids(connection, inbound.payload.get("ids") or [])
     if not items:
-        return IGNORED
+        return None
     try:
-        enqueue_alerts(check_items(connection, items, source=ItemStock.Source.WEBHOOK))
+        return fetch_stock(connection, items)
     except CentraQueryError as exc:
         # Centra refused the query (token, permission): retrying will not help. CentraUnavailable propagates
-        # as a passing fault, so the sweeper processes the event again.
+        # as a passing fault, so the event is processed again on the retry schedule.
         raise PermanentError(str(exc)) from exc
+
+
+@handles("DisplayItems", "Products", fetch=fetch_catalogue_stock)
+def catalogue_event(inbound: InboundEvent, stock: dict[str, int] | None) -> str:
+    """Centra says these display items changed: record the stock of the watched sizes, alert where it came back."""
+    from .models import ItemStock
+    from .stock import record_stocks
+    from .tasks import enqueue_alerts
+
+    if stock is None:
+        return IGNORED
+    enqueue_alerts(record_stocks(inbound.connection, stock, source=ItemStock.Source.WEBHOOK))
     return PROCESSED

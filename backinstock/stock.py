@@ -101,30 +101,33 @@ def items_for_catalogue_ids(connection: Connection, ids: Iterable[object]) -> li
     )
 
 
+def fetch_stock(connection: Connection, items: Iterable[str], client: CentraClient | None = None) -> dict[str, int]:
+    """Ask Centra for these items' free-to-allocate stock, 100 per query (network only: no transaction open)."""
+    client = client or CentraClient.for_connection(connection)
+    stock: dict[str, int] = {}
+    items = list(items)
+    for start in range(0, len(items), STOCK_BATCH):
+        batch = items[start : start + STOCK_BATCH]
+        stock.update({item: int(fta) for item, fta in client.stock_for_items(batch).items()})
+    return stock
+
+
+def record_stocks(connection: Connection, stock: dict[str, int], *, source: str) -> list[Restock]:
+    """Record the stock seen per item; returns the restocks to alert for."""
+    restocks = []
+    for item, available in stock.items():
+        restock = record_stock(connection, item, available, source=source)
+        if restock:
+            restocks.append(restock)
+    return restocks
+
+
 def check_items(
     connection: Connection, items: Iterable[str], *, source: str, client: CentraClient | None = None
 ) -> list[Restock]:
-    """Ask Centra for these items' stock (100 per query) and record it; returns the restocks to alert for."""
-    client = client or CentraClient.for_connection(connection)
-    restocks: list[Restock] = []
-    batch: list[str] = []
-
-    def flush() -> None:
-        stock = client.stock_for_items(batch)
-        for item in batch:
-            if item in stock:
-                restock = record_stock(connection, item, int(stock[item]), source=source)
-                if restock:
-                    restocks.append(restock)
-        batch.clear()
-
-    for item in items:
-        batch.append(item)
-        if len(batch) >= STOCK_BATCH:
-            flush()
-    if batch:
-        flush()
-    return restocks
+    """Ask Centra for these items' stock and record it (each item in its own short transaction, after the calls);
+    returns the restocks to alert for."""
+    return record_stocks(connection, fetch_stock(connection, items, client), source=source)
 
 
 def claim_poll(connection: Connection) -> bool:

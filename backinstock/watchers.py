@@ -61,20 +61,32 @@ def product_from_centra(size: dict) -> dict:
     return {key: value for key, value in fields.items() if value}
 
 
-def refreshed_product(connection: Connection, item: str, product: dict) -> dict:
-    """`product` with what Centra knows now about the size; Centra being down never blocks a subscription."""
-    if not (connection.centra_api_token and connection.centra_api_url):
-        return product
+def centra_product(connection: Connection, payload: dict) -> dict:
+    """What Centra knows now about a subscription's size (a network call: run it with no transaction open).
+    Empty without a Centra token, when the shopper already waits for the item (nothing to refresh), or when
+    Centra cannot answer: Centra being down never blocks a subscription."""
+    email, item = _text(payload.get("email")).lower(), _text(payload.get("item"))
+    if not (email and item and connection.centra_api_token and connection.centra_api_url):
+        return {}
+    if Watcher.objects.filter(connection=connection, email=email, item=item, status=Watcher.Status.WAITING).exists():
+        return {}
     try:
         size = CentraClient.for_connection(connection).product_for_size(item)
     except (CentraError, ValueError) as exc:
         log.warning("product refresh for %s failed: %s", item, exc)
-        return product
-    return {**product, **product_from_centra(size)} if size else product
+        return {}
+    return product_from_centra(size) if size else {}
 
 
-def subscribe(connection: Connection, payload: dict, inbound_event: InboundEvent | None = None) -> tuple[Watcher, bool]:
-    """Start watching (a second subscription while waiting changes nothing); emits ProductAlertWaiting once."""
+def subscribe(
+    connection: Connection,
+    payload: dict,
+    inbound_event: InboundEvent | None = None,
+    centra_fields: dict | None = None,
+) -> tuple[Watcher, bool]:
+    """Start watching (a second subscription while waiting changes nothing); emits ProductAlertWaiting once.
+
+    `centra_fields` (from centra_product, fetched beforehand) complete and override the payload's product."""
     email = _text(payload.get("email")).lower()
     item = _text(payload.get("item"))
     if not email or not item:
@@ -85,7 +97,7 @@ def subscribe(connection: Connection, payload: dict, inbound_event: InboundEvent
     if existing:
         return existing, False
     ship_to = payload.get("shipTo") if isinstance(payload.get("shipTo"), dict) else {}
-    product = refreshed_product(connection, item, product_from_payload(payload))
+    product = {**product_from_payload(payload), **(centra_fields or {})}
     watcher = Watcher(
         connection=connection,
         email=email,

@@ -35,8 +35,9 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "rest_framework",
     "drf_spectacular",
-    "django_q",
+    # Before django_q: integration's `qcluster` command (a graceful stop on SIGTERM) replaces django-q2's.
     "integration",
+    "django_q",
     "backinstock",
 ]
 
@@ -157,6 +158,12 @@ SPECTACULAR_SETTINGS = {
 RULE_API_URL = env.str("RULE_API_URL", default="https://app.rule.io/api/v2")
 RULE_CONNECT_TIMEOUT = env.float("RULE_CONNECT_TIMEOUT", default=3.0)
 RULE_READ_TIMEOUT = env.float("RULE_READ_TIMEOUT", default=20.0)
+# The retry policy (integration/retry.py): seconds to wait after the 1st, 2nd, ... failed attempt, for deliveries
+# and inbound processing alike. Only the fault suite shortens it (tests/faults/); production keeps the default.
+RETRY_SCHEDULE = tuple(env.list("RETRY_SCHEDULE", cast=int, default=[30, 120, 600, 1800, 7200, 21600, 43200]))
+# How long a worker's claim on a delivery or an inbound event lasts: longer than the calls one task can make
+# (two sends of connect + read timeout), so a live claim never expires; a dead worker's work is retried after it.
+WORK_LEASE_SECONDS = env.int("WORK_LEASE_SECONDS", default=120)
 INBOUND_MAX_BODY_BYTES = env.int("INBOUND_MAX_BODY_BYTES", default=1024 * 1024)
 DATA_UPLOAD_MAX_MEMORY_SIZE = max(INBOUND_MAX_BODY_BYTES * 2, 2621440)
 SIGNATURE_TOLERANCE_SECONDS = env.int("SIGNATURE_TOLERANCE_SECONDS", default=300)

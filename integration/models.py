@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import secrets
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
@@ -218,6 +218,20 @@ class Flow(models.Model):
         return cls.objects.bulk_create(missing)
 
 
+class InboundEventQuerySet(models.QuerySet):
+    def due(self, now: datetime | None = None, settled: timedelta | None = None) -> InboundEventQuerySet:
+        """Waiting for processing now: received, not claimed by a worker, past any retry time. With `settled`
+        (the sweeper), those received in the last moments are left alone: their first task is on its way. (A
+        worker's claim does not look at `received_at`: another host's clock may be a little ahead.)"""
+        now = now or timezone.now()
+        due = self.filter(
+            models.Q(next_attempt_at__isnull=True) | models.Q(next_attempt_at__lte=now),
+            models.Q(lease_until__isnull=True) | models.Q(lease_until__lt=now),
+            status=InboundEvent.Status.RECEIVED,
+        )
+        return due.filter(received_at__lte=now - settled) if settled is not None else due
+
+
 class InboundEvent(models.Model):
     """One event as received (raw payload kept beside what was made of it)."""
 
@@ -251,7 +265,13 @@ class InboundEvent(models.Model):
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.RECEIVED, db_index=True)
     error = models.TextField(blank=True, default="")
     duplicate_count = models.PositiveIntegerField(default=0)
-    process_attempts = models.PositiveIntegerField(default=0)
+    process_attempts = models.PositiveIntegerField(default=0, help_text="Attempts held against the retry budget.")
+    next_attempt_at = models.DateTimeField(
+        null=True, blank=True, help_text="After a passing fault (Centra down, 429): not processed again before this."
+    )
+    lease_until = models.DateTimeField(null=True, blank=True, help_text="A worker is processing it until then.")
+
+    objects = InboundEventQuerySet.as_manager()
 
     class Meta:
         constraints = [

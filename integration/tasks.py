@@ -1,18 +1,26 @@
-"""django-q2 tasks: thin wrappers that take ids (never data) and call the domain functions."""
+"""django-q2 tasks: thin wrappers that take ids (never data) and call the domain functions.
+
+While the worker is stopping (integration/ops/worker.py) a task that has not started hands its ids back to the
+broker instead of calling Rule or Centra, so the cluster exits once the calls in flight are done."""
 
 from __future__ import annotations
 
 from integration.delivery import engine as delivery
+from integration.ops import worker
 from integration.processing.dispatch import process_inbound_event
 
 
 def process_inbound(inbound_id: int) -> str:
     """Turn one stored inbound event into deliveries."""
+    if worker.stopping():
+        return worker.hand_back("integration.tasks.process_inbound", inbound_id)
     return process_inbound_event(inbound_id)
 
 
 def deliver(delivery_id: int) -> str:
     """Send one delivery to Rule if it is due and no other worker has it."""
+    if worker.stopping():
+        return worker.hand_back("integration.tasks.deliver", delivery_id)
     return delivery.deliver(delivery_id)
 
 
@@ -36,10 +44,14 @@ def process_inbound_batch(inbound_ids: list[int]) -> dict[str, int]:
     """Turn the inbound events one request stored into deliveries, one after the other (one task per request).
 
     Each event is processed exactly as process_inbound does it; an event left `received` by a failure here is
-    picked up again, on its own, by the sweeper.
+    picked up again, on its own, by the sweeper. A stopping worker hands back the events it has not started.
     """
     outcomes: dict[str, int] = {}
-    for inbound_id in inbound_ids:
+    for index, inbound_id in enumerate(inbound_ids):
+        if worker.stopping():
+            worker.hand_back("integration.tasks.process_inbound_batch", list(inbound_ids[index:]))
+            outcomes["handed back"] = len(inbound_ids) - index
+            break
         status = process_inbound_event(inbound_id)
         outcomes[status] = outcomes.get(status, 0) + 1
     return outcomes

@@ -17,7 +17,6 @@ from integration.centra.client import (
     CentraClient,
     CentraQueryError,
     CentraUnavailable,
-    parse_retry_after,
     verify_token,
 )
 from integration.inbound.signature import HEADER, verify_signature
@@ -87,7 +86,8 @@ def test_rate_limit_is_retryable_with_centras_retry_after(fake_centra, client):
     fake_centra.fail("rate_limit", retry_after=7)
     with pytest.raises(CentraUnavailable) as caught:
         client.order_by_number(10452)
-    assert caught.value.retry_after == 7
+    assert caught.value.rate_limited is True
+    assert caught.value.retry_after == "7"  # as sent; integration.retry reads it
 
 
 def test_server_error_and_timeout_and_refused_connection_are_retryable(fake_centra, client):
@@ -198,12 +198,6 @@ def test_verify_token(fake_centra):
     ok, message = verify_token(bad)
     assert not ok and "401" in message and "expired-token-abcdef" not in message
     assert verify_token(missing) == (False, "no Centra API token")
-
-
-def test_retry_after_accepts_seconds_and_http_dates():
-    assert parse_retry_after("12") == 12
-    assert parse_retry_after(None) == 30
-    assert 50 <= parse_retry_after((timezone.now() + timedelta(seconds=60)).strftime("%a, %d %b %Y %H:%M:%S GMT")) <= 60
 
 
 def test_fake_control_endpoint_sets_failures_over_http(fake_centra, client):

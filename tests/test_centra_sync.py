@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 
 import pytest
+from django.utils import timezone
 
 from integration.delivery import engine as delivery
 from integration.models import Connection, Delivery, InboundEvent
@@ -29,6 +30,11 @@ def process(connection, kind: str, ref: int | str, action: str = "update") -> In
     process_inbound_event(row.pk)
     row.refresh_from_db()
     return row
+
+
+def make_due(row: InboundEvent) -> None:
+    """Move the clock for this event: its next try is now."""
+    InboundEvent.objects.filter(pk=row.pk).update(next_attempt_at=timezone.now())
 
 
 def events(connection) -> list[str]:
@@ -255,14 +261,18 @@ def test_centra_rate_limit_or_outage_keeps_the_event_received(shop, fake_centra)
     fake_centra.fail("rate_limit", retry_after=9)
     row = process(shop, "order", 10452)
     assert row.status == InboundEvent.Status.RECEIVED and "429" in row.error
+    assert row.process_attempts == 0  # waiting for Centra's Retry-After uses no budget
 
+    make_due(row)
     fake_centra.fail("server_error")
     process_inbound_event(row.pk)
     row.refresh_from_db()
     assert row.status == InboundEvent.Status.RECEIVED and "500" in row.error
+    assert row.process_attempts == 1
     assert events(shop) == []
 
-    # when Centra is back, the sweeper's next try succeeds
+    # when Centra is back, the next try (once due) succeeds
+    make_due(row)
     process_inbound_event(row.pk)
     row.refresh_from_db()
     assert row.status == InboundEvent.Status.PROCESSED and events(shop) == ["OrderCompleted"]

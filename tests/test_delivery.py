@@ -1,6 +1,5 @@
 """Delivery to Rule: every answer class, end to end against the fake Rule over real HTTP."""
 
-import random
 import socket
 from datetime import UTC, timedelta
 from email.utils import format_datetime
@@ -9,6 +8,7 @@ from zoneinfo import ZoneInfo
 import pytest
 from django.utils import timezone
 
+from integration import retry
 from integration.delivery import engine as delivery
 from integration.models import Connection, Delivery, DeliveryAttempt
 from tests.factories import ConnectionFactory
@@ -177,27 +177,17 @@ def test_the_budget_is_eight_attempts_then_failed(rule_connection, fake_rule):
     fake_rule.fail(503, times=10)
     d = make_delivery(rule_connection)
 
-    for _ in range(delivery.MAX_ATTEMPTS):
+    for _ in range(retry.MAX_ATTEMPTS):
         make_due(d)
         delivery.deliver(d.pk)
 
     d.refresh_from_db()
-    assert delivery.MAX_ATTEMPTS == 8
+    assert retry.MAX_ATTEMPTS == 8
     assert d.status == Delivery.Status.FAILED
     assert d.last_error.startswith("gave up after 8 attempts: 503")
     assert d.attempts.count() == 8 and len(fake_rule.requests) == 8
     make_due(d)
     assert delivery.deliver(d.pk) == "closed"
-
-
-def test_the_retry_schedule_with_jitter():
-    rng = random.Random(7)
-    expected = [30, 120, 600, 1800, 7200, 21600, 43200]
-    for attempt, base in enumerate(expected, start=1):
-        samples = [delivery.retry_delay(attempt, rng).total_seconds() for _ in range(200)]
-        assert all(base * 0.8 <= s <= base * 1.2 for s in samples)
-        assert max(samples) - min(samples) > base * 0.2  # really jittered, not a fixed delay
-    assert sum(expected) / 3600 == pytest.approx(21.0, abs=0.5)
 
 
 @pytest.mark.parametrize("form", ["seconds", "http-date", "stockholm"])
@@ -233,14 +223,6 @@ def test_a_429_holds_the_whole_connection_until_retry_after(rule_connection, fak
     Delivery.objects.update(next_attempt_at=timezone.now())
     assert delivery.deliver(first.pk) == "succeeded"
     assert delivery.deliver(second.pk) == "succeeded"
-
-
-def test_retry_after_is_at_least_a_minute():
-    now = timezone.now()
-    assert delivery.parse_retry_after("5", now) == now + timedelta(seconds=60)
-    assert delivery.parse_retry_after("", now) == now + timedelta(seconds=60)
-    assert delivery.parse_retry_after("not a date", now) == now + timedelta(seconds=60)
-    assert delivery.parse_retry_after("120", now) == now + timedelta(seconds=120)
 
 
 def test_a_401_pauses_the_connection_and_loses_nothing(

@@ -98,11 +98,31 @@ def test_inbound_events_stuck_in_received_for_over_a_minute_are_processed_again(
     assert task_queue.pending() == [("integration.tasks.process_inbound", (stuck.pk,))]
 
 
-def test_the_sweeper_enqueues_in_bounded_batches(rule_connection, task_queue):
-    for n in range(5):
-        new_delivery(rule_connection, f"k{n}")
-    assert delivery.sweep(batch=3)["deliveries"] == 3
-    assert len(task_queue.pending()) == 3
+def test_one_sweep_enqueues_everything_due_reading_it_page_by_page(rule_connection, task_queue, monkeypatch):
+    # given a backlog larger than one page (a flushed broker: nothing of it is queued)
+    monkeypatch.setattr(delivery, "SWEEP_PAGE", 3)
+    due = [new_delivery(rule_connection, f"k{n}").pk for n in range(7)]
+    stuck = [
+        InboundEventFactory(connection=rule_connection, received_at=timezone.now() - timedelta(minutes=5)).pk
+        for _ in range(4)
+    ]
+
+    # when one sweep runs, then every due row is enqueued once
+    assert delivery.sweep() == {"deliveries": 7, "inbound_events": 4}
+    pending = task_queue.pending()
+    assert sorted(args[0] for name, args in pending if name == "integration.tasks.deliver") == due
+    assert sorted(args[0] for name, args in pending if name == "integration.tasks.process_inbound") == stuck
+
+
+def test_inbound_events_waiting_for_a_retry_or_held_by_a_worker_are_left_alone(connection, task_queue):
+    old = timezone.now() - timedelta(minutes=5)
+    InboundEventFactory(connection=connection, received_at=old, next_attempt_at=timezone.now() + timedelta(minutes=2))
+    InboundEventFactory(connection=connection, received_at=old, lease_until=timezone.now() + timedelta(seconds=60))
+    due = InboundEventFactory(
+        connection=connection, received_at=old, next_attempt_at=timezone.now() - timedelta(seconds=1)
+    )
+    assert delivery.sweep() == {"deliveries": 0, "inbound_events": 1}
+    assert task_queue.pending() == [("integration.tasks.process_inbound", (due.pk,))]
 
 
 def test_the_migrated_database_has_one_sweep_schedule_every_minute(db):

@@ -4,7 +4,6 @@ retry raise CentraQueryError with Centra's own message. The token never appears 
 
 from __future__ import annotations
 
-import email.utils
 import logging
 import time
 from collections.abc import Iterable, Iterator
@@ -17,7 +16,6 @@ from integration.centra import queries
 
 log = logging.getLogger(__name__)
 
-DEFAULT_RETRY_AFTER = 30
 PAGE_SIZE = 50
 STOCK_BATCH = 100
 
@@ -27,11 +25,13 @@ class CentraError(Exception):
 
 
 class CentraUnavailable(CentraError):
-    """A passing fault (429, 5xx, timeout, connection error): try again after `retry_after` seconds."""
+    """A passing fault (429, 5xx, timeout, connection error): try again later. `retry_after` is Centra's
+    Retry-After header as sent (read by integration.retry); `rate_limited` is True for a 429."""
 
-    def __init__(self, message: str, retry_after: int | None = None) -> None:
+    def __init__(self, message: str, retry_after: str | None = None, *, rate_limited: bool = False) -> None:
         super().__init__(message)
         self.retry_after = retry_after
+        self.rate_limited = rate_limited
 
 
 class CentraQueryError(CentraError):
@@ -40,22 +40,6 @@ class CentraQueryError(CentraError):
 
 class CentraNotConfigured(CentraError):
     """The connection has no Centra API URL or token."""
-
-
-def parse_retry_after(value: str | None, default: int = DEFAULT_RETRY_AFTER) -> int:
-    """Seconds to wait from a Retry-After header (seconds or an HTTP date)."""
-    if not value:
-        return default
-    value = value.strip()
-    if value.isdigit():
-        return max(int(value), 1)
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return default
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return max(int((when - datetime.now(UTC)).total_seconds()), 1)
 
 
 def _error_messages(body: Any) -> str:
@@ -133,11 +117,13 @@ class CentraClient:
             body = None
         status = response.status_code
         if status == 429:
-            retry_after = parse_retry_after(response.headers.get("Retry-After"))
-            raise CentraUnavailable(f"Centra rate limit (429), retry after {retry_after} s", retry_after)
+            retry_after = response.headers.get("Retry-After")
+            raise CentraUnavailable(
+                f"Centra rate limit (429), Retry-After: {retry_after or 'not given'}", retry_after, rate_limited=True
+            )
         if status >= 500 or status == 408:
             detail = _error_messages(body) or response.reason or ""
-            raise CentraUnavailable(f"Centra answered {status} {detail}".strip())
+            raise CentraUnavailable(f"Centra answered {status} {detail}".strip(), response.headers.get("Retry-After"))
         if status in (401, 403):
             detail = _error_messages(body) or response.reason or ""
             raise CentraQueryError(f"Centra answered {status}: {detail}".strip())

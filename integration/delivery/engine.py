@@ -12,20 +12,20 @@ the note of the delivery's first attempt, so they show both on the delivery and 
 from __future__ import annotations
 
 import copy
-import email.utils
 import logging
-import random
-import re
 import time
+from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta
+from typing import TypeVar
 from urllib.parse import quote
-from zoneinfo import ZoneInfo
 
-from django.db import IntegrityError, transaction
-from django.db.models import Exists, F, Max, OuterRef, Q, Subquery, Value
+from django.db import IntegrityError, InterfaceError, OperationalError, transaction
+from django.db import connection as db_connection
+from django.db.models import Exists, F, Max, OuterRef, Q, QuerySet, Subquery, Value
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
+from integration import retry
 from integration.mapping.request import distinct_tags
 from integration.models import Connection, Delivery, DeliveryAttempt, Flow, InboundEvent
 from integration.ops import alerts, delivery_stats
@@ -35,20 +35,16 @@ from integration.rule.client import RuleRequestError, error_message, get_client,
 
 log = logging.getLogger(__name__)
 
-# Seconds to wait after the 1st, 2nd, ... counted attempt; 8 attempts in all, about 21 hours.
-RETRY_DELAYS = (30, 120, 600, 1800, 7200, 21600, 43200)
-MAX_ATTEMPTS = len(RETRY_DELAYS) + 1
-JITTER = 0.2
-# Longer than one deliver() call can take (two sends of connect 3 s + read 20 s), so a live claim never expires.
-LEASE = timedelta(seconds=120)
-MIN_HOLD = timedelta(seconds=60)
-MAX_HOLD = timedelta(hours=24)  # a nonsensical Retry-After must not silence a connection for weeks
 STUCK_INBOUND_AFTER = timedelta(seconds=60)
-SWEEP_BATCH = 500
+SWEEP_PAGE = 1000  # the sweeper reads what is due in pages of this many ids, and enqueues all of it
 RESUME_BATCH = 1000
-RULE_TIME_ZONE = ZoneInfo("Europe/Stockholm")
 CART_TAG_PARENTS = ("OrderPlaced", "OrderCompleted")
 REMOVE_CART_TAG = "RemoveCartTag"
+# What a claim writes on an attempt a dead worker left without an answer.
+WORKER_STOPPED = (
+    "no answer recorded: the worker stopped (killed, or lost the database for longer than its claim) after "
+    "sending; Rule may have received this request"
+)
 
 OUTCOME_SUCCEEDED = "succeeded"
 OUTCOME_RETRY = "retry"
@@ -109,41 +105,6 @@ def create_delivery(
     return delivery
 
 
-# ---------------------------------------------------------------- schedule and Retry-After
-
-
-def retry_delay(counted_attempts: int, rng: random.Random | None = None) -> timedelta:
-    """The wait after the n-th counted attempt: the schedule's step with +-20 % jitter."""
-    base = RETRY_DELAYS[min(max(counted_attempts, 1), len(RETRY_DELAYS)) - 1]
-    factor = (rng or random).uniform(1 - JITTER, 1 + JITTER)
-    return timedelta(seconds=base * factor)
-
-
-_STOCKHOLM_STAMP = re.compile(r"^\d{4}-\d{2}-\d{2}[ T]\d{2}:\d{2}:\d{2}$")
-
-
-def parse_retry_after(value: str | None, now: datetime) -> datetime:
-    """When a 429 lets us send again: seconds, an HTTP date or Rule's Stockholm `YYYY-MM-DD HH:MM:SS`;
-    at least 60 s, at most 24 h from now."""
-    until = None
-    value = (value or "").strip()
-    if value.isdigit():
-        until = now + timedelta(seconds=int(value))
-    elif _STOCKHOLM_STAMP.match(value):
-        local = datetime.strptime(value.replace("T", " "), "%Y-%m-%d %H:%M:%S")
-        until = local.replace(tzinfo=RULE_TIME_ZONE)
-    elif value:
-        try:
-            until = email.utils.parsedate_to_datetime(value)
-        except (TypeError, ValueError, IndexError):
-            until = None
-        if until is not None and until.tzinfo is None:
-            until = until.replace(tzinfo=ZoneInfo("UTC"))
-    if until is None:
-        until = now
-    return min(max(until, now + MIN_HOLD), now + MAX_HOLD)
-
-
 # ---------------------------------------------------------------- claiming
 
 
@@ -158,7 +119,7 @@ def _claim(delivery_id: int, *, force: bool = False, sendable_only: bool = False
     rows = rows.unclaimed(now) if force else rows.due(now)
     if sendable_only:  # see _held_or_paused
         rows = rows.sendable(now)
-    claimed = rows.update(status=S.SENDING, lease_until=now + LEASE, updated_at=now)
+    claimed = rows.update(status=S.SENDING, lease_until=now + retry.LEASE, updated_at=now)
     if not claimed:
         return None
     # The row, its connection and a look at its attempt log in one SELECT: the last attempt number (for the next
@@ -173,9 +134,7 @@ def _claim(delivery_id: int, *, force: bool = False, sendable_only: bool = False
         .get(pk=delivery_id)
     )
     if delivery.unanswered:  # close it so the log says what happened
-        delivery.attempts.filter(outcome="").update(
-            outcome=OUTCOME_RETRY, error="no answer recorded: the worker stopped during the call (lease expired)"
-        )
+        delivery.attempts.filter(outcome="").update(outcome=OUTCOME_RETRY, error=WORKER_STOPPED)
     delivery._last_attempt_number = delivery.last_attempt or 0
     return delivery
 
@@ -225,7 +184,7 @@ def send_now(delivery: Delivery, wait_seconds: float | None = None) -> DeliveryA
 
 
 def _wait_for_attempt(delivery: Delivery, wait_seconds: float | None) -> DeliveryAttempt:
-    deadline = time.monotonic() + (wait_seconds if wait_seconds is not None else LEASE.total_seconds())
+    deadline = time.monotonic() + (wait_seconds if wait_seconds is not None else retry.LEASE.total_seconds())
     while True:
         attempt = delivery.attempts.order_by("-number").first()
         if attempt is not None and attempt.outcome:
@@ -237,40 +196,93 @@ def _wait_for_attempt(delivery: Delivery, wait_seconds: float | None) -> Deliver
         time.sleep(0.1)
 
 
-def _new_attempt(delivery: Delivery, note: str = "") -> DeliveryAttempt:
-    last = getattr(delivery, "_last_attempt_number", None)  # known when this worker claimed the delivery
-    if last is None:
-        last = delivery.attempts.aggregate(n=Max("number"))["n"] or 0
-    number = delivery._last_attempt_number = last + 1
-    if number == 1 and delivery.notes:
-        note = "\n".join(filter(None, [delivery.notes, note]))
-    return DeliveryAttempt.objects.create(delivery=delivery, number=number, started_at=timezone.now(), note=note)
+def _start_attempt(delivery: Delivery, note: str = "") -> DeliveryAttempt:
+    """The attempt row and the counted budget, in one transaction, before the call: a worker that dies mid-call
+    still uses budget (uncounted outcomes give it back), and a failure here leaves no attempt behind (no call)."""
+    with transaction.atomic():
+        last = getattr(delivery, "_last_attempt_number", None)  # known when this worker claimed the delivery
+        if last is None:
+            last = delivery.attempts.aggregate(n=Max("number"))["n"] or 0
+        number = last + 1
+        if number == 1 and delivery.notes:
+            note = "\n".join(filter(None, [delivery.notes, note]))
+        attempt = DeliveryAttempt.objects.create(delivery=delivery, number=number, started_at=timezone.now(), note=note)
+        Delivery.objects.filter(pk=delivery.pk).update(attempt_count=delivery.attempt_count + 1)
+    delivery._last_attempt_number = number
+    delivery.attempt_count += 1
+    return attempt
 
 
 def _send_claimed(delivery: Delivery, note: str = "") -> DeliveryAttempt:
-    """Attempt row, HTTP call, classification; the delivery is claimed (status sending) by this worker."""
-    if delivery.attempt_count >= MAX_ATTEMPTS:  # only after a worker died mid-call on the last attempt
-        _finish(delivery, S.FAILED, f"gave up after {delivery.attempt_count} attempts")
-        return delivery.attempts.order_by("-number").first() or _new_attempt(delivery)
-    attempt = _new_attempt(delivery, note)
-    # Counted up front so a worker dying mid-call still uses budget; uncounted outcomes give it back.
-    delivery.attempt_count += 1
-    Delivery.objects.filter(pk=delivery.pk).update(attempt_count=delivery.attempt_count)
+    """Attempt row, HTTP call (no transaction open), then the answer recorded in one short transaction; the
+    delivery is claimed (status sending) by this worker."""
+    if retry.gives_up(delivery.attempt_count):  # only after a worker died mid-call on the last attempt
+        reason = f"gave up after {delivery.attempt_count} attempts"
+        _recorded(delivery, lambda: _finish(delivery, S.FAILED, reason))
+        return delivery.attempts.order_by("-number").first() or DeliveryAttempt(
+            delivery=delivery, number=0, outcome=OUTCOME_FAILED, error=reason
+        )
+    attempt = _start_attempt(delivery, note)
 
     connection = delivery.connection
-    client = get_client(connection.rule_base_url, connection.rule_api_key or "")
     started = time.monotonic()
     response = None
     try:
-        response = client.send(delivery.method, delivery.path, json=delivery.request_body)
+        response = get_client(connection.rule_base_url, connection.rule_api_key or "").send(
+            delivery.method, delivery.path, json=delivery.request_body
+        )
     except RuleRequestError as exc:
         attempt.error = str(exc)
+        if exc.may_have_arrived:
+            attempt.note = "\n".join(filter(None, [attempt.note, MAY_HAVE_ARRIVED]))
     attempt.duration_ms = int((time.monotonic() - started) * 1000)
     if response is not None:
         attempt.status_code = response.status_code
         # Rule has no reason to echo the key, but stored answers must never hold it whatever Rule says.
         attempt.response_body = _cut(scrub(response.text or "", connection.rule_api_key or ""))
-    return _classify(delivery, attempt, response)
+    note_before = attempt.note
+
+    def record() -> str | None:
+        attempt.note = note_before  # a repeated recording starts from the same attempt
+        return _classify(delivery, attempt, response)
+
+    send_again = _recorded(delivery, record)
+    if send_again is not None:
+        return _send_claimed(delivery, note=send_again)
+    return attempt
+
+
+MAY_HAVE_ARRIVED = "Rule did not answer in time: it may have received this request and acted on it."
+_RECORD_FIELDS = ("status", "last_error", "finished_at", "next_attempt_at", "lease_until", "attempt_count")
+T = TypeVar("T")
+
+
+def _recorded(delivery: Delivery, write: Callable[[], T]) -> T:
+    """Run `write` (recording what Rule answered) in one transaction; a database error retries the recording,
+    never the call, until the claim runs out (Rule has answered: sending again would be a duplicate)."""
+    deadline = (delivery.lease_until or timezone.now()) - timedelta(seconds=1)
+    saved = {name: getattr(delivery, name) for name in _RECORD_FIELDS}
+    pause = 0.2
+    while True:
+        try:
+            with transaction.atomic():
+                return write()
+        except (OperationalError, InterfaceError) as exc:
+            if timezone.now() + timedelta(seconds=pause) >= deadline or db_connection.in_atomic_block:
+                log.error(
+                    "delivery %s: Rule answered but the answer could not be recorded (%s)",
+                    delivery.pk,
+                    exc.__class__.__name__,
+                )
+                raise
+            log.warning(
+                "delivery %s: recording Rule's answer failed (%s); recording again", delivery.pk, exc.__class__.__name__
+            )
+            for name, value in saved.items():
+                setattr(delivery, name, value)
+            db_connection.close()  # the next query opens a fresh connection
+            time.sleep(pause)
+            pause = min(pause * 2, 5.0)
 
 
 def _cut(text: str) -> str:
@@ -312,7 +324,9 @@ def _wait(delivery: Delivery, status: str, until: datetime, last_error: str, *, 
         delivery_stats.record(delivery.connection_id, delivery_stats.RETRYING)
 
 
-def _classify(delivery: Delivery, attempt: DeliveryAttempt, response) -> DeliveryAttempt:
+def _classify(delivery: Delivery, attempt: DeliveryAttempt, response) -> str | None:
+    """Record Rule's answer (inside _recorded's transaction). Returns the note of a second send to make at once
+    (Rule rejected only the phone number), else None."""
     now = timezone.now()
     code = response.status_code if response is not None else None
     connection = delivery.connection
@@ -322,22 +336,22 @@ def _classify(delivery: Delivery, attempt: DeliveryAttempt, response) -> Deliver
             attempt.note = "\n".join(filter(None, [attempt.note, "Rule: the subscriber does not hold this tag."]))
         _save_attempt(attempt, OUTCOME_SUCCEEDED)
         _finish(delivery, S.SUCCEEDED)
-        _after_success(delivery)
-        return attempt
+        _after_success(delivery)  # in the same transaction: an outcome is never recorded without its follow-ups
+        return None
 
     if code is None or code >= 500 or code == 408:
         reason = attempt.error or _rule_message(delivery, response)
         _save_attempt(attempt, OUTCOME_RETRY)
-        if delivery.attempt_count >= MAX_ATTEMPTS:
+        if retry.gives_up(delivery.attempt_count):
             _finish(delivery, S.FAILED, f"gave up after {delivery.attempt_count} attempts: {reason}")
         else:
-            when = now + retry_delay(delivery.attempt_count)
-            _wait(delivery, S.RETRYING, when, f"attempt {delivery.attempt_count} of {MAX_ATTEMPTS}: {reason}")
-        return attempt
+            when = now + retry.retry_delay(delivery.attempt_count)
+            _wait(delivery, S.RETRYING, when, f"attempt {delivery.attempt_count} of {retry.MAX_ATTEMPTS}: {reason}")
+        return None
 
     message = _rule_message(delivery, response)
     if code == 429:
-        until = parse_retry_after(response.headers.get("Retry-After"), now)
+        until = retry.parse_retry_after(response.headers.get("Retry-After"), now)
         hold_connection(connection, until)
         _save_attempt(attempt, OUTCOME_RATE_LIMITED, counted=False)
         _wait(
@@ -347,21 +361,21 @@ def _classify(delivery: Delivery, attempt: DeliveryAttempt, response) -> Deliver
             f"Rule rate limit ({message}): the connection waits until {until.isoformat(timespec='seconds')}",
             uncount=True,
         )
-        return attempt
+        return None
 
     if code in (401, 403):
         reason = f"{KEY_REFUSED}: {message}"
         pause_connection(connection, reason)
         _save_attempt(attempt, OUTCOME_PAUSED, counted=False)
         _wait(delivery, S.PENDING, now, f"waiting: connection paused ({reason})", uncount=True)
-        return attempt
+        return None
 
     if code == 400 and _points_at_phone(response) and _has_phone(delivery.request_body):
         _save_attempt(attempt, OUTCOME_FAILED)
         # Rule rejects the whole request for a bad number; the rest of it is still worth sending.
         delivery.request_body = _without_phone(delivery.request_body)
         delivery.save(update_fields=["request_body", "updated_at"])
-        return _send_claimed(delivery, note=f"Retried without phone_number: Rule rejected it ({message}).")
+        return f"Retried without phone_number: Rule rejected it ({message})."
 
     if 300 <= code < 400:
         message = (
@@ -370,7 +384,7 @@ def _classify(delivery: Delivery, attempt: DeliveryAttempt, response) -> Deliver
         )
     _save_attempt(attempt, OUTCOME_FAILED)
     _finish(delivery, S.FAILED, message)
-    return attempt
+    return None
 
 
 def _rule_message(delivery: Delivery, response) -> str:
@@ -512,18 +526,32 @@ def hold_connection(connection: Connection, until: datetime) -> None:
 # ---------------------------------------------------------------- the sweeper
 
 
-def sweep(batch: int = SWEEP_BATCH) -> dict[str, int]:
-    """Enqueue due deliveries and inbound events stuck in `received`; bounded, returns the counts."""
+def sweep() -> dict[str, int]:
+    """Enqueue every due delivery and every inbound event due for processing; returns the counts.
+
+    Everything due goes in one sweep, read in pages of SWEEP_PAGE ids (a flushed broker with a backlog of
+    thousands starts moving at once, not 500 a minute). A task whose row is no longer due when it runs does
+    nothing, so enqueuing a row twice is harmless."""
+    from integration.processing.dispatch import enqueue_inbound
 
     now = timezone.now()
-    delivery_ids = list(Delivery.objects.backlog(now).order_by("next_attempt_at").values_list("pk", flat=True)[:batch])
-    for pk in delivery_ids:
+    deliveries = 0
+    for pk in _ids_in_pages(Delivery.objects.backlog(now)):
         enqueue_delivery(pk)
-    inbound_ids = list(
-        InboundEvent.objects.filter(status=InboundEvent.Status.RECEIVED, received_at__lte=now - STUCK_INBOUND_AFTER)
-        .order_by("received_at")
-        .values_list("pk", flat=True)[:batch]
-    )
-    for pk in inbound_ids:
-        enqueue("integration.tasks.process_inbound", pk, task_name=f"process-inbound-{pk}", what=f"inbound event {pk}")
-    return {"deliveries": len(delivery_ids), "inbound_events": len(inbound_ids)}
+        deliveries += 1
+    inbound_events = 0
+    for pk in _ids_in_pages(InboundEvent.objects.due(now, settled=STUCK_INBOUND_AFTER)):
+        enqueue_inbound(pk)
+        inbound_events += 1
+    return {"deliveries": deliveries, "inbound_events": inbound_events}
+
+
+def _ids_in_pages(rows: QuerySet) -> Iterator[int]:
+    """Every id of `rows`, read page by page in id order (each page one short query)."""
+    page, last = SWEEP_PAGE, 0
+    while True:
+        ids = list(rows.filter(pk__gt=last).order_by("pk").values_list("pk", flat=True)[:page])
+        yield from ids
+        if len(ids) < page:
+            return
+        last = ids[-1]

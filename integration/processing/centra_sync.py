@@ -139,7 +139,7 @@ def clear_centra_error(connection: Connection) -> None:
 def fetch_current(connection: Connection, kind: str, ref: str) -> dict:
     """Fetch one object, turning Centra's refusals into PermanentError (recorded on the connection).
 
-    CentraUnavailable passes through: the event stays `received` and the sweeper tries again."""
+    CentraUnavailable passes through: the event stays `received`, due again on the retry schedule."""
     client = client_for(connection)
     try:
         doc = fetch(client, kind, ref)
@@ -164,17 +164,27 @@ def _object_ref(inbound: InboundEvent) -> str:
     return ref.strip()
 
 
-@handles_source("webhook")
-@handles_source("reconcile")
-def process_centra_object(inbound: InboundEvent) -> str:
-    """Fetch the webhook's object from Centra and emit the events its current state means."""
+def fetch_centra_object(inbound: InboundEvent) -> dict | None:
+    """The webhook's object as Centra has it now (no transaction open); None when the webhook cannot mean a
+    catalog event (no query made)."""
     kind = inbound.event_type
-    action = str((inbound.payload or {}).get("action") or "")
-    if not _may_fire(kind, action):
+    if not _may_fire(kind, _action(inbound)):
         # No declared event can follow from this kind and action: a Centra query would be for nothing.
+        return None
+    return fetch_current(inbound.connection, kind, _object_ref(inbound))
+
+
+def _action(inbound: InboundEvent) -> str:
+    return str((inbound.payload or {}).get("action") or "")
+
+
+@handles_source("webhook", fetch=fetch_centra_object)
+@handles_source("reconcile", fetch=fetch_centra_object)
+def process_centra_object(inbound: InboundEvent, doc: dict | None) -> str:
+    """Emit the events the object's current state (fetched by fetch_centra_object) means."""
+    if doc is None:
         return InboundEvent.Status.IGNORED
-    connection = inbound.connection
-    doc = fetch_current(connection, kind, _object_ref(inbound))
+    kind, action, connection = inbound.event_type, _action(inbound), inbound.connection
     trigger = Delivery.Trigger.RECONCILE if inbound.source == InboundEvent.Source.RECONCILE else Delivery.Trigger.EVENT
     decision = decide(connection, kind, doc, action)
     apply_state(connection, kind, doc, inbound=inbound, trigger=trigger, action=action, decision=decision)

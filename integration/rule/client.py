@@ -17,9 +17,12 @@ _CACHE_LIMIT = 64
 class RuleRequestError(Exception):
     """No HTTP answer from Rule (timeout, refused, DNS, TLS); the message never holds the API key."""
 
-    def __init__(self, message: str, *, kind: str) -> None:
+    def __init__(self, message: str, *, kind: str, may_have_arrived: bool = False) -> None:
         super().__init__(message)
         self.kind = kind  # "timeout" or "connection"
+        # True when the request was sent before the answer failed to come (a read timeout, a connection cut
+        # mid-answer): Rule may have acted on it, so a retry can be a duplicate.
+        self.may_have_arrived = may_have_arrived
 
 
 def scrub(text: str, secret: str) -> str:
@@ -86,10 +89,13 @@ class RuleClient:
             )
         except requests.Timeout as exc:
             message = scrub(f"timeout: {exc.__class__.__name__}: {exc}", self._api_key)
-            raise RuleRequestError(message, kind="timeout") from None
+            sent = not isinstance(exc, requests.ConnectTimeout)
+            raise RuleRequestError(message, kind="timeout", may_have_arrived=sent) from None
         except requests.RequestException as exc:
             message = scrub(f"connection error: {exc.__class__.__name__}: {exc}", self._api_key)
-            raise RuleRequestError(message, kind="connection") from None
+            # "Connection aborted" (the peer closed after we sent): Rule may have read the request.
+            sent = "aborted" in str(exc).lower() or "RemoteDisconnected" in str(exc)
+            raise RuleRequestError(message, kind="connection", may_have_arrived=sent) from None
 
     def verify_key(self) -> tuple[bool, str]:
         """Whether Rule accepts the key (a cheap GET /tags?limit=1), with a message fit for the admin."""
