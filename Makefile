@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint format bench install chromium fakerule fakecentra clean
+.PHONY: run test lint format bench install chromium fakerule fakecentra clean faults
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -51,3 +51,8 @@ fakecentra: install
 
 clean:
 	rm -rf $(VENV) var *.egg-info
+
+# The fault suite (docs/reliability.md): PostgreSQL + Redis, gunicorn, 3 qcluster processes, a fake Rule process.
+faults: install
+	mkdir -p var
+	$(BIN)/python tests/faults/run.py $(FAULTS_ARGS)

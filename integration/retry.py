@@ -25,7 +25,8 @@ from django.conf import settings
 RETRY_DELAYS: tuple[int, ...] = tuple(settings.RETRY_SCHEDULE)
 MAX_ATTEMPTS = len(RETRY_DELAYS) + 1
 JITTER = 0.2
-MIN_HOLD = timedelta(seconds=2 * RETRY_DELAYS[0])
+FIRST_WAIT = timedelta(seconds=RETRY_DELAYS[0])
+MIN_HOLD = 2 * FIRST_WAIT
 MAX_HOLD = timedelta(hours=24)  # a nonsensical Retry-After must not silence a connection for weeks
 LEASE = timedelta(seconds=settings.WORK_LEASE_SECONDS)
 RULE_TIME_ZONE = ZoneInfo("Europe/Stockholm")

@@ -35,7 +35,8 @@ from integration.rule.client import RuleRequestError, error_message, get_client,
 
 log = logging.getLogger(__name__)
 
-STUCK_INBOUND_AFTER = timedelta(seconds=60)
+# A fresh inbound event is left to its own task this long before the sweeper enqueues it again (60 s).
+STUCK_INBOUND_AFTER = 2 * retry.FIRST_WAIT
 SWEEP_PAGE = 1000  # the sweeper reads what is due in pages of this many ids, and enqueues all of it
 RESUME_BATCH = 1000
 CART_TAG_PARENTS = ("OrderPlaced", "OrderCompleted")

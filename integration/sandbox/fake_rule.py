@@ -2,7 +2,8 @@
 
 Serves `/api/v2`: POST /subscribers, GET /subscribers/<id>, DELETE /subscribers/<id>,
 DELETE /subscribers/<id>/tags/<tag>, GET /tags. Test controls: GET/DELETE /_fake/requests (the recorded
-requests, Authorization masked), POST /_fake/control {"status", "times", "latency_ms", "retry_after", "body"},
+requests, Authorization masked), POST /_fake/control {"status", "times", "latency_ms", "retry_after", "body",
+"clear_failures"},
 GET /_fake/subscribers. The same controls exist in Python on `FakeRule`.
 """
 
@@ -125,6 +126,11 @@ class FakeRule:
             self._failures.append(
                 {"status": int(status), "times": int(times), "retry_after": retry_after, "body": body}
             )
+
+    def clear_failures(self) -> None:
+        """Forget the failures not yet answered (an outage ends)."""
+        with self._lock:
+            self._failures.clear()
 
     def set_latency(self, ms: int) -> None:
         self.latency_ms = int(ms)
@@ -413,6 +419,8 @@ class _Handler(BaseHTTPRequestHandler):
                 return 200, [_public(s) for s in rule._subscribers.values()], {}
         if path == "/_fake/control" and self.command == "POST":
             body = body if isinstance(body, dict) else {}
+            if body.get("clear_failures"):
+                rule.clear_failures()
             if "latency_ms" in body:
                 rule.set_latency(int(body["latency_ms"]))
             if body.get("status"):
