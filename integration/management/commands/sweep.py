@@ -22,7 +22,8 @@ class Command(BaseCommand):
         while True:
             try:
                 counts = sweep()
-                self.stdout.write(f"enqueued {counts['deliveries']} deliveries, {counts['inbound_events']} events")
+                if counts["deliveries"] or counts["inbound_events"] or not every:
+                    self.stdout.write(f"enqueued {counts['deliveries']} deliveries, {counts['inbound_events']} events")
             except DatabaseError as exc:  # --every outlives a database restart
                 if not every:
                     raise
