@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('integration', '0005_reconcile_schedule_moved'),
+        ('integration', '0006_console_health_and_rejected_calls'),
     ]
 
     operations = [
