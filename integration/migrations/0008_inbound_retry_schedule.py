@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('integration', '0006_console_health_and_rejected_calls'),
+        ('integration', '0007_cart_link_needs_a_template'),
     ]
 
     operations = [
