@@ -32,7 +32,7 @@ import requests
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from tests.faults.deployment import LOG_DIR, SUITE_SETTINGS, Deployment, suite_environment  # noqa: E402
+from tests.faults.deployment import LOG_DIR, SUITE_SETTINGS, Deployment, suite_environment
 
 SECRET = "faults-signing-secret"
 EMAIL_DOMAIN = "faults.example.com"

@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('integration', '0007_cart_link_needs_a_template'),
+        ('integration', '0009_connection_back_in_stock_settings_moved'),
     ]
 
     operations = [
