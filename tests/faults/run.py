@@ -55,7 +55,7 @@ class Load:
 
     def run(self) -> None:
         from integration.inbound.signature import HEADER, sign
-        from integration.mapping.samples import SAMPLES
+        from integration.mapping.samples import sample
 
         lock = threading.Lock()
         started = time.monotonic()
@@ -63,7 +63,7 @@ class Load:
         def post(n: int) -> None:
             time.sleep(max(0.0, started + n * self.seconds / self.count - time.monotonic()))
             email = f"{self.prefix}-{n}@{EMAIL_DOMAIN}"
-            payload = copy.deepcopy(SAMPLES["OrderCompleted"])
+            payload = copy.deepcopy(sample("OrderCompleted"))
             order = payload["order"]
             order["number"] = int(time.time() * 1000) % 10**9 * 1000 + n
             for place in (order["customer"], order["shippingAddress"], order["billingAddress"]):
@@ -119,7 +119,8 @@ class Result:
     @property
     def passed(self) -> bool:
         return (
-            self.lost == 0
+            self.sent > 0
+            and self.lost == 0
             and self.follow_ups_missing == 0
             and self.duplicated == self.explained
             and self.failed_deliveries == 0
@@ -316,11 +317,21 @@ def run_scenario(d: Deployment, name: str, events: int, scale: float) -> Result:
     d.clear_rule_requests()
     events_url = d.connection["events_url"]
     load = Load(events_url, f"{name}-{int(time.time())}", events, seconds=8)
-    sender = threading.Thread(target=load.run)
+    failures = []
+
+    def send() -> None:
+        try:
+            load.run()
+        except Exception as exc:  # reported below: a broken sender must fail the suite, not pass it empty
+            failures.append(exc)
+
+    sender = threading.Thread(target=send)
     sender.start()
     time.sleep(1)
     inject(d, scale, result)
     sender.join()
+    if failures:
+        raise RuntimeError(f"the sender failed: {failures[0]!r}") from failures[0]
     account(d, load, result, drain_from=time.monotonic(), limit=150)
     return result
 
