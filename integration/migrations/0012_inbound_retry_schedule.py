@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('integration', '0010_console_pages'),
+        ('integration', '0011_alerts_schedule'),
     ]
 
     operations = [
