@@ -16,7 +16,7 @@ from django.utils import timezone
 from integration.delivery.testcall import enabled_flows
 from integration.models import Connection, Delivery
 from tests.factories import ConnectionFactory, DeliveryFactory
-from tests.test_admin import changelist_url, messages_of
+from tests.test_admin import changelist_url, messages_of, post_change
 
 pytestmark = pytest.mark.django_db
 
@@ -150,13 +150,29 @@ def test_a_test_call_on_a_paused_connection_is_not_sent(admin_client, rule_conne
     assert not Delivery.objects.exists()
 
 
-def test_verify_rule_key_ticks_the_checklist_and_a_new_key_unticks_it(admin_client, rule_connection):
+def test_verify_rule_key_ticks_the_checklist_and_a_refused_key_unticks_it(admin_client, rule_connection):
     response = do(admin_client, rule_connection, "verify_rule_key")
     assert messages_of(response) == ["Rule accepted the API key."]
     assert 'data-step="rule_key"' in response.content.decode()
     rule_connection.refresh_from_db()
     assert rule_connection.rule_key_verified_at is not None
     assert '<li class="done" data-step="rule_key">' in response.content.decode()
+
+    # Rule refuses the key later: the step is open again until the key is verified anew.
+    Connection.objects.filter(pk=rule_connection.pk).update(
+        status="paused", paused_reason="Rule refused the API key: 401 NotAuthorized"
+    )
+    page = admin_client.get(reverse("admin:integration_connection_change", args=[rule_connection.pk]))
+    assert '<li class="todo" data-step="rule_key">' in page.content.decode()
+
+
+def test_a_new_rule_key_must_be_verified_again(admin_client, rule_connection):
+    do(admin_client, rule_connection, "verify_rule_key")
+    response, _ = post_change(admin_client, rule_connection, new_rule_api_key="rule-key-typed-anew-0042", _continue="1")
+    assert response.status_code == 302
+    rule_connection.refresh_from_db()
+    assert rule_connection.rule_api_key == "rule-key-typed-anew-0042"
+    assert rule_connection.rule_key_verified_at is None
 
 
 def test_pause_and_resume_buttons_are_recorded_in_the_history(admin_client, rule_connection):

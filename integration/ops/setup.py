@@ -35,6 +35,10 @@ def verify_rule_key(conn: Connection) -> tuple[bool, str]:
 
 def checklist(conn: Connection) -> list[Step]:
     """What a merchant has to do before the connection works, in order; each step ticks itself off."""
+    from integration.ops.health import KEY_REFUSED
+
+    # A key Rule has refused since it was verified is not verified any more.
+    refused = conn.is_paused and conn.paused_reason.startswith(KEY_REFUSED)
     test_sent = Delivery.objects.filter(
         connection=conn, trigger=Delivery.Trigger.TEST, status=Delivery.Status.SUCCEEDED
     ).exists()
@@ -42,7 +46,7 @@ def checklist(conn: Connection) -> list[Step]:
         Step(
             "rule_key",
             "Rule API key verified",
-            conn.rule_key_verified_at is not None,
+            conn.rule_key_verified_at is not None and not refused,
             "Enter the API key from Rule (Settings > Developer) below, save, then press Verify Rule key.",
         ),
         Step(
