@@ -29,6 +29,19 @@ BANNER_BUTTONS = {
 }
 
 
+# What to do, in the merchant's words, next to the banner's button.
+ACTION_HELP = {
+    "verify_rule_key": "The key was changed or removed in Rule. Copy the current key from Rule (Settings > "
+    "Developer) into New Rule API key below and save, press this button, then Resume: what waited is sent.",
+    "resume": "Nothing is lost while paused: deliveries wait and go out when you resume.",
+    "set_signing_secret": "Generate one, then paste it into Centra's webhook plugin (Endpoint secret) and the "
+    "storefront.",
+    "verify_centra_token": "Check the Centra API URL and token below (System > API tokens in Centra), then verify.",
+    "view_failed": "Open the failed deliveries to see what Rule said; fix the cause, then resend them.",
+    "check_centra_webhook": "Check that Centra's webhook plugin is active and posts to the webhook URL below.",
+}
+
+
 def action_url(conn: Connection, action: str, **params: Any) -> str:
     url = reverse("admin:integration_connection_do", args=[conn.pk, action])
     return f"{url}?{urlencode(params)}" if params else url
@@ -97,6 +110,7 @@ class ConnectionPageMixin:
             "health": health,
             "banner_button": BANNER_BUTTONS.get(health.action, "") if can_change else "",
             "banner_link": failed_deliveries_url(conn) if health.action == "view_failed" else "",
+            "banner_help": ACTION_HELP.get(health.action, ""),
             "checklist": steps,
             "checklist_left": sum(not s.done for s in steps),
             "can_act": can_change,
