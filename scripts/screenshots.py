@@ -163,7 +163,7 @@ def take(base_url: str, fake_rule) -> None:
         change = f"{base_url}/admin/integration/connection/{shop.pk}/change/"
         page.goto(change)
         save(page, "connection-healthy")
-        page.locator(".inline-group").first.scroll_into_view_if_needed()
+        page.locator(".inline-group h2").first.evaluate("e => e.scrollIntoView({block: 'start'})")
         save(page, "connection-flows")
 
         # Rule refuses one order's fields: a failed delivery, red in the log.
