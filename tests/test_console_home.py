@@ -128,3 +128,12 @@ def test_no_debug_pages_with_debug_off(client, settings):
     assert "Not found" in html and "Using the URLconf" not in html and "/admin/" in html
     root = client.get("/")
     assert root.status_code == 302 and root["Location"] == reverse("admin:index")
+
+
+def test_the_connection_list_shows_each_connections_health(admin_client):
+    paused = ConnectionFactory(name="paused-shop")
+    delivery.pause_connection(paused, "Rule refused the API key: 401 Unauthorized")
+    ConnectionFactory(name="no-secret-shop", signing_secrets="")
+    html = admin_client.get(reverse("admin:integration_connection_changelist")).content.decode()
+    assert re.search(r'data-state="paused">Paused</span> Deliveries wait until it is resumed\. Rule refused', html)
+    assert 'data-state="no_secret">No signing secret</span>' in html

@@ -94,8 +94,10 @@ class ConnectionAdminForm(forms.ModelForm):
             "remove_cart_tag": "Remove cart tag",
             "cancellation_message": "Cancellation message",
             "reconcile_interval_minutes": "Reconcile every (minutes)",
+            "alert_emails": "Alert email addresses",
         }
         help_texts = {"test_email": "Send test call sends every enabled flow's sample to this address."}
+        widgets = {"alert_emails": forms.Textarea(attrs={"rows": 2, "cols": 60})}
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)

@@ -139,7 +139,7 @@ class ConnectionAdmin(ConnectionPageMixin, admin.ModelAdmin):
     form = ConnectionAdminForm
     formfield_overrides = {models.URLField: {"assume_scheme": "https"}}
     inlines = [FlowInline]
-    list_display = ("name", "status", "paused_reason", "hold_until", "rule_api_key_masked", "test_email", "updated_at")
+    list_display = ("name", "health", "rule_api_key_masked", "test_email", "updated_at")
     list_filter = ("status",)
     search_fields = ("name",)
     actions = ["send_test_call", "verify_rule_api_key", "verify_centra_api_token", "pause", "resume"]
@@ -227,6 +227,21 @@ class ConnectionAdmin(ConnectionPageMixin, admin.ModelAdmin):
             return "Shown once the connection is saved."
         return copyable(conn.webhook_url(), "Centra webhook plugin (webhook_url)") + copyable(
             conn.events_url(), "Storefront JSON events (events_url)"
+        )
+
+    @admin.display(description="health")
+    def health(self, conn: Connection) -> str:
+        """The badge and reason of the home page (integration.ops.health), so the list never looks fine when
+        a connection is not."""
+        from integration.ops.health import connection_health
+
+        state = connection_health(conn)
+        return format_html(
+            '<span class="badge tone-{}" data-state="{}">{}</span> {}',
+            state.tone,
+            state.state,
+            state.label,
+            state.reason,
         )
 
     @admin.display(description="refused calls")
