@@ -1,11 +1,13 @@
 """Run in a subprocess with tests.settings_core_only (no back in stock): migrate, then one signed JSON event from
-the endpoint through processing to the fake Rule. Prints what happened as JSON for the test to check."""
+the endpoint through processing to the fake Rule, a back-in-stock event (refused) and a catalogue webhook (kept,
+not used). Prints what happened as JSON for the test to check."""
 
 from __future__ import annotations
 
 import json
 import os
 import sys
+from urllib.parse import urlencode
 
 
 def main() -> None:
@@ -17,8 +19,10 @@ def main() -> None:
     from django.core.management import call_command
     from django.test import Client
     from django.test.utils import setup_test_environment
+    from django.urls import reverse
 
     from integration import catalog
+    from integration.inbound.signature import sign
     from integration.mapping.samples import sample
     from integration.models import Connection, Delivery, InboundEvent
     from integration.sandbox.fake_rule import FakeRule
@@ -42,6 +46,14 @@ def main() -> None:
             connection,
             {"id": "e-2", "type": "BackInStockSubscribe", **envelope, "email": "a@example.com", "item": "1-2"},
         )
+        # Centra's Storefront API webhook: the keys only the plug-in reads are kept, marked not used
+        form = urlencode({"payload": json.dumps({"DisplayItems": ["52"]})}).encode()
+        catalogue = client.post(
+            reverse("centra-webhook", args=[connection.token]),
+            data=form,
+            content_type="application/x-www-form-urlencoded",
+            headers={"X-Centra-Signature": sign("whsec-core", form)},
+        )
         ran = TaskQueue().drain()
         result = {
             "installed": sorted(app.label for app in apps.get_app_configs()),
@@ -50,8 +62,14 @@ def main() -> None:
             "order_status": order.status_code,
             "watch_status": watch.status_code,
             "watch_known_types": watch.json().get("known_types"),
+            "catalogue_status": catalogue.status_code,
+            "catalogue_rows": list(
+                InboundEvent.objects.filter(event_type="DisplayItems").values_list("status", "error")
+            ),
             "tasks_run": ran,
-            "inbound": list(InboundEvent.objects.values_list("event_type", "status")),
+            "inbound": list(
+                InboundEvent.objects.exclude(event_type="DisplayItems").values_list("event_type", "status")
+            ),
             "deliveries": sorted(Delivery.objects.values_list("event", "status")),
             "rule_paths": [r["path"] for r in rule.requests],
             "rule_tags": [r["json"].get("tags") for r in rule.requests if r["method"] == "POST"],

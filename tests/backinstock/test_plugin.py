@@ -50,6 +50,8 @@ def test_the_core_runs_without_the_plug_in(tmp_path):
     assert result["order_status"] == 200
     assert result["watch_status"] == 400 and "BackInStockSubscribe" not in result["watch_known_types"]
     assert result["inbound"] == [["OrderCompleted", "processed"]]
+    assert result["catalogue_status"] == 200
+    assert result["catalogue_rows"] == [["ignored", "catalogue key 'DisplayItems' is not used"]]
     # (and, as always after a completed order, the cart tag is removed)
     assert result["deliveries"] == [["OrderCompleted", "succeeded"], ["RemoveCartTag", "succeeded"]]
     assert result["rule_tags"] == [["OrderCompleted"]]
