@@ -164,6 +164,8 @@ RETRY_SCHEDULE = tuple(env.list("RETRY_SCHEDULE", cast=int, default=[30, 120, 60
 # How long a worker's claim on a delivery or an inbound event lasts: longer than the calls one task can make
 # (two sends of connect + read timeout), so a live claim never expires; a dead worker's work is retried after it.
 WORK_LEASE_SECONDS = env.int("WORK_LEASE_SECONDS", default=120)
+# Per-connection ceiling of Rule calls a minute (integration/rule/budget.py explains the default).
+RULE_CALLS_PER_MINUTE = env.int("RULE_CALLS_PER_MINUTE", default=60)
 INBOUND_MAX_BODY_BYTES = env.int("INBOUND_MAX_BODY_BYTES", default=1024 * 1024)
 DATA_UPLOAD_MAX_MEMORY_SIZE = max(INBOUND_MAX_BODY_BYTES * 2, 2621440)
 SIGNATURE_TOLERANCE_SECONDS = env.int("SIGNATURE_TOLERANCE_SECONDS", default=300)

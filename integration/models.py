@@ -473,3 +473,9 @@ class RejectedCall(models.Model):
 
     def __str__(self) -> str:
         return f"{self.status_code} {self.endpoint} {self.at:%Y-%m-%d %H:%M:%S}"
+
+
+# The history import's records and Rule's call budget are defined beside their code; imported here so Django
+# registers them with this app.
+from integration.history.models import HistoryBatch, HistoryImport, HistoryItem  # noqa: E402, F401
+from integration.rule.budget import RuleBudget  # noqa: E402, F401

@@ -55,3 +55,17 @@ def process_inbound_batch(inbound_ids: list[int]) -> dict[str, int]:
         status = process_inbound_event(inbound_id)
         outcomes[status] = outcomes.get(status, 0) + 1
     return outcomes
+
+
+def history_step(run_id: int) -> str:
+    """One step of a history import (at most one Rule call); it enqueues the next step itself."""
+    from integration.history import runner
+
+    return runner.step(run_id)
+
+
+def history_tick() -> int:
+    """Every minute: enqueue running history imports whose step is due (after a stopped worker, a wait, a 429)."""
+    from integration.history import runner
+
+    return runner.tick()

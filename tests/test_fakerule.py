@@ -111,9 +111,25 @@ def test_field_groups_are_limited_separately(rule):
 
 def test_a_batch_of_1000_is_accepted(rule):
     batch = [{"email": f"s{n}@example.com"} for n in range(1000)]
-    answer = rule("POST", "/subscribers", body(batch, sync_subscribers=True))
+    answer = rule("POST", "/subscribers", body(batch, automation=False, sync_subscribers=False))
     assert answer.status_code == 200
     assert answer.json()["subscribers_created"] == 1000
+
+
+def test_sync_subscribers_takes_at_most_100(rule):
+    batch = [{"email": f"s{n}@example.com"} for n in range(101)]
+    assert rule("POST", "/subscribers", body(batch, sync_subscribers=True)).status_code == 413
+    assert rule("POST", "/subscribers", body(batch[:100], sync_subscribers=True)).status_code == 200
+
+
+def test_automations_start_only_as_rule_starts_them(rule, fake_rule):
+    # automation false: never; sync_subscribers true: always; omitted: only batches of fewer than 20
+    many = [{"email": f"m{n}@example.com"} for n in range(20)]
+    assert rule("POST", "/subscribers", body(many, automation=False, sync_subscribers=True)).status_code == 200
+    assert rule("POST", "/subscribers", body(many, automation="reset")).status_code == 200
+    assert fake_rule.automations_started == []
+    assert rule("POST", "/subscribers", body(many[:19], automation="reset")).status_code == 200
+    assert len(fake_rule.automations_started) == 19
 
 
 def test_an_existing_subscriber_needs_update_on_duplicate(rule):

@@ -1,3 +1,3 @@
 """The merchant's pages in the Django admin (registered on import by Django's admin autodiscovery)."""
 
-from integration.admin import pages, rejected  # noqa: F401
+from integration.admin import history, pages, rejected  # noqa: F401

@@ -206,6 +206,42 @@ class CentraClient:
                 queries.returns_for_orders, "returns", {"numbers": numbers[start : start + limit]}, limit
             )
 
+    # -- history import ----------------------------------------------------------------------------------------
+
+    def history_orders(self, since: datetime, until: datetime, page: int, limit: int = PAGE_SIZE) -> list[dict]:
+        """One page of the orders placed in [since, until], by number ascending, each with its shipments."""
+        variables = {"from": _as_time(since), "to": _as_time(until), "limit": limit, "page": page}
+        return self._order_query(queries.history_orders, variables).get("orders") or []
+
+    def history_returns(self, numbers: Iterable[int], limit: int = PAGE_SIZE) -> list[dict]:
+        """Every return of these orders (each naming its order by id and number)."""
+        numbers = sorted({int(n) for n in numbers})
+        found: list[dict] = []
+        for start in range(0, len(numbers), limit):
+            chunk, page = numbers[start : start + limit], 1
+            while True:
+                variables = {"numbers": chunk, "limit": limit, "page": page}
+                rows = self.query(queries.HISTORY_RETURNS, variables).get("returns") or []
+                found.extend(rows)
+                if len(rows) < limit:
+                    break
+                page += 1
+        return found
+
+    def history_counts(self, since: datetime, until: datetime) -> dict:
+        """{"orders": placed in [since, until], "customers": all customer accounts} from Centra's counters."""
+        data = self.query(queries.HISTORY_COUNTS, {"from": _as_time(since), "to": _as_time(until)})
+        return data.get("counters") or {}
+
+    def history_customers(self, page: int, limit: int = PAGE_SIZE) -> list[dict]:
+        """One page of customer accounts, by id."""
+        return self.query(queries.HISTORY_CUSTOMERS, {"limit": limit, "page": page}).get("customers") or []
+
+    def history_newsletter(self, page: int, limit: int = PAGE_SIZE) -> list[dict]:
+        """One page of newsletter subscriptions."""
+        data = self.query(queries.HISTORY_NEWSLETTER, {"limit": limit, "page": page})
+        return data.get("newsletterSubscriptions") or []
+
     # -- stock and products (back in stock) --------------------------------------------------------------------
 
     def stock_for_items(self, size_ids: Iterable[int | str]) -> dict[int | str, int]:

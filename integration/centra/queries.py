@@ -225,3 +225,88 @@ query ProductForSize($id: Int!) {
   }
 }
 """
+
+
+# -- history import (integration.history) ----------------------------------------------------------------------
+# Orders of a date range, oldest number first, each with its shipments (Order.shipments is [R]); their returns
+# come from `returns(where: {orderNumber})` as in reconciliation.
+
+HISTORY_SHIPMENT = """
+fragment HistoryShipment on Shipment {
+  id number createdAt updatedAt shippedAt isShipped trackingNumber
+  carrierInformation { carrierName serviceName }
+  shipmentPlugin { id name }
+  shippingAddress { ...FullAddress }
+  lines { id quantity lineValue { ...Money } orderLine { ...LineFields } }
+}
+"""
+
+HISTORY_RETURN = """
+fragment HistoryReturn on Return {
+  __typename id returnStatus createdAt totalQuantity
+  grandTotal { ...Money }
+  totals {
+    quantity lineValues { ...Money } handling { ...Money } shipping { ...Money } discounts { ...Money }
+    returnCost { ...Money } taxAdded { ...Money } taxDeducted { ...Money } taxIncluded { ...Money }
+  }
+  lines { id quantity lineValue { ...Money } orderLine { ...LineFields } }
+  order { id number }
+  ... on DirectToConsumerReturn { customer { id email firstName lastName } }
+}
+"""
+
+
+def history_orders(include_inferred: bool = True) -> str:
+    """One page of the orders placed in a date range, by number ascending, with their shipments."""
+    return (
+        """
+query HistoryOrders($from: DateTimeTz!, $to: DateTimeTz!, $limit: Int!, $page: Int!) {
+  orders(where: { orderDate: { from: $from, to: $to } }, sort: [number_ASC], limit: $limit, page: $page) {
+    ...OrderFields
+    shipments { ...HistoryShipment }
+  }
+}
+"""
+        + HISTORY_SHIPMENT
+        + order_fragment(include_inferred)
+    )
+
+
+HISTORY_RETURNS = (
+    """
+query HistoryReturns($numbers: [Int!]!, $limit: Int!, $page: Int!) {
+  returns(where: { orderNumber: $numbers }, limit: $limit, page: $page) { ...HistoryReturn }
+}
+"""
+    + HISTORY_RETURN
+    + MONEY
+    + LINE
+)
+
+# `counters` is [E]; CustomerFilter has no date, so customers are counted (and imported) whole.
+HISTORY_COUNTS = """
+query HistoryCounts($from: DateTimeTz!, $to: DateTimeTz!) {
+  counters { orders(where: { orderDate: { from: $from, to: $to } }) customers }
+}
+"""
+
+HISTORY_CUSTOMERS = (
+    """
+query HistoryCustomers($limit: Int!, $page: Int!) {
+  customers(limit: $limit, page: $page) {
+    id email firstName lastName phoneNumber
+    billingAddress { ...FullAddress }
+  }
+}
+"""
+    + ADDRESS
+)
+
+# [I] The root `newsletterSubscriptions` field is inferred; NewsletterSubscription's fields are [V].
+HISTORY_NEWSLETTER = """
+query HistoryNewsletter($limit: Int!, $page: Int!) {
+  newsletterSubscriptions(limit: $limit, page: $page) {
+    id email isActive createdAt country { code name } productSize { id }
+  }
+}
+"""

@@ -7,7 +7,13 @@ and Rule's limits enforced. See docs/internals.md and the field catalog (integra
 
 from integration.mapping.context import FlowConfig, MappingContext, MappingError, Subscriber
 from integration.mapping.events import map_event, object_key
-from integration.mapping.request import RuleRequest, build_batch_request, build_request
+from integration.mapping.request import (
+    RuleRequest,
+    build_batch_request,
+    build_import_request,
+    build_request,
+    subscriber_body,
+)
 
 __all__ = [
     "FlowConfig",
@@ -16,7 +22,9 @@ __all__ = [
     "RuleRequest",
     "Subscriber",
     "build_batch_request",
+    "build_import_request",
     "build_request",
     "map_event",
     "object_key",
+    "subscriber_body",
 ]

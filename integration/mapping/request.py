@@ -2,7 +2,7 @@
 
 Rule's rules (see rule-api.md): tags never empty and never twice; keys `Group.Field` with exactly one dot;
 `multiple` is a JSON array of strings and `json` a JSON-encoded string; at most 65 KiB of value data per field
-group per subscriber; batches with `sync_subscribers: true` hold at most 100 subscribers.
+group per subscriber; batches with `sync_subscribers: true` hold at most 100 subscribers; any batch at most 1,000.
 
 Ours: text fields carry no `"type"` (text is Rule's default); every other type is always named.
 """
@@ -20,6 +20,7 @@ from integration.mapping.values import distinct, is_empty, text
 
 GROUP_LIMIT_BYTES = 65 * 1024
 BATCH_LIMIT = 100
+IMPORT_BATCH_LIMIT = 1000
 
 
 @dataclass
@@ -228,4 +229,21 @@ def build_batch_request(event: str, subscribers: Iterable[Subscriber], flow_conf
         "sync_subscribers": True,
         "tags": clean_tags(flow_config.tags),
         "subscribers": [subscriber_body(event, s, flow_config, notes) for s in subscribers],
+    }
+
+
+def build_import_request(subscribers: list[dict], flow_config: FlowConfig) -> dict:
+    """A history import batch: up to 1,000 `subscribers` entries (from subscriber_body) with the flow's tags, and
+    no automation at all (`automation: false`, `sync_subscribers: false`): Rule stores tags and fields, and no
+    email goes out for an old order."""
+    if not subscribers:
+        raise MappingError("a batch needs at least one subscriber")
+    if len(subscribers) > IMPORT_BATCH_LIMIT:
+        raise MappingError(f"an import batch holds at most {IMPORT_BATCH_LIMIT} subscribers, got {len(subscribers)}")
+    return {
+        "update_on_duplicate": True,
+        "automation": False,
+        "sync_subscribers": False,
+        "tags": clean_tags(flow_config.tags),
+        "subscribers": list(subscribers),
     }

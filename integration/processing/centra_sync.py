@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from integration import catalog
 from integration.centra.client import CentraClient, CentraNotConfigured, CentraQueryError
 from integration.mapping import object_key
-from integration.models import Connection, Delivery, InboundEvent
+from integration.models import Connection, Delivery, HistoryItem, InboundEvent
 from integration.processing.dispatch import PermanentError, handles_source
 from integration.processing.emit import emit_event, flow_for
 
@@ -52,6 +52,16 @@ def payload_for(kind: str, doc: dict) -> dict:
     return {kind: doc}
 
 
+def imported_events(connection: Connection, keys: list[str]) -> set[str]:
+    """The events among `keys` that a history import sent (or is sending): they count as delivered, so an imported
+    order triggers its live flow only for what happens to it afterwards (integration/history)."""
+    return set(
+        HistoryItem.objects.filter(connection=connection, key__in=keys, status__in=HistoryItem.COVERING).values_list(
+            "event", flat=True
+        )
+    )
+
+
 def decide(connection: Connection, kind: str, doc: dict, action: str = "") -> Decision:
     """The events due for this object now: its state's events, less those sent, stale, or switched off."""
     due = candidates(connection, kind, doc, action)
@@ -63,12 +73,10 @@ def decide(connection: Connection, kind: str, doc: dict, action: str = "") -> De
     related = set(due)
     for event in due:
         related.update(superseded_by(event))
+    keys = [f"{e}:{natural}" for e in related]
     existing = (
-        set(
-            Delivery.objects.filter(
-                connection=connection, idempotency_key__in=[f"{e}:{natural}" for e in related]
-            ).values_list("event", flat=True)
-        )
+        set(Delivery.objects.filter(connection=connection, idempotency_key__in=keys).values_list("event", flat=True))
+        | imported_events(connection, keys)
         if natural
         else set()
     )

@@ -24,25 +24,29 @@ import requests
 from graphql import GraphQLSchema, build_schema, graphql_sync
 
 from integration.inbound.signature import HEADER, sign
+from integration.sandbox import fast_graphql
+from integration.sandbox.history import GeneratedHistory, OrderState
 
 SCHEMA_PATH = Path(__file__).with_name("centra_schema.graphql")
 CONTROL_PATH = "/_fake/control"
 FAILURE_MODES = ("rate_limit", "server_error", "graphql_error", "expired_token", "forbidden", "slow")
 
 
+INTERFACE_DEFAULTS = {
+    "Order": "DirectToConsumerOrder",
+    "Shipment": "DirectToConsumerShipment",
+    "Return": "DirectToConsumerReturn",
+    "OrderLine": "ProductOrderLine",
+    "AttributeElement": "AttributeStringElement",
+    "OrderDiscount": "AppliedVoucherDiscount",
+    "AppliedVoucher": "AppliedVoucherDiscount",
+}
+
+
 def load_schema() -> GraphQLSchema:
     """The project's copy of Centra's schema, with the fake's resolvers attached."""
     schema = build_schema(SCHEMA_PATH.read_text())
-    defaults = {
-        "Order": "DirectToConsumerOrder",
-        "Shipment": "DirectToConsumerShipment",
-        "Return": "DirectToConsumerReturn",
-        "OrderLine": "ProductOrderLine",
-        "AttributeElement": "AttributeStringElement",
-        "OrderDiscount": "AppliedVoucherDiscount",
-        "AppliedVoucher": "AppliedVoucherDiscount",
-    }
-    for interface, concrete in defaults.items():
+    for interface, concrete in INTERFACE_DEFAULTS.items():
         schema.get_type(interface).resolve_type = _type_resolver(concrete)
     return schema
 
@@ -94,6 +98,18 @@ def _page(rows: list, limit: int | None, page: int | None) -> list:
     return rows[start : start + limit]
 
 
+def _stamp(ts: float) -> str:
+    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%S+00:00")
+
+
+def _touches(state: OrderState, lo: float, hi: float) -> bool:
+    """Whether anything of a generated order (placed, shipped, returned) happened in [lo, hi]."""
+    times = [state.ordered, state.updated, *state.shipped]
+    if state.returned is not None:
+        times.append(state.returned)
+    return any(lo <= t <= hi for t in times)
+
+
 def now_iso() -> str:
     """The current time as Centra prints a DateTimeTz."""
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S+00:00")
@@ -118,6 +134,9 @@ class FakeCentraStore:
         self.returns: dict[int, dict] = {}
         self.customers: dict[int, dict] = {}
         self.sizes: dict[int, dict] = {}
+        self.newsletter: dict[int, dict] = {}
+        # A generated history (integration.sandbox.history) served beside the stored documents; stored ones win.
+        self.history: GeneratedHistory | None = None
 
     # -- resolvers ---------------------------------------------------------------------------------------------
 
@@ -130,37 +149,113 @@ class FakeCentraStore:
             "customers": self.resolve_customers,
             "productSizes": self.resolve_product_sizes,
             "products": self.resolve_products,
+            "counters": self.resolve_counters,
+            "newsletterSubscriptions": self.resolve_newsletter_subscriptions,
         }
 
     def resolve_orders(
-        self, info: Any, where: dict | None = None, limit: int | None = None, page: int | None = None
+        self,
+        info: Any,
+        where: dict | None = None,
+        limit: int | None = None,
+        page: int | None = None,
+        sort: list | None = None,
     ) -> list:
-        where = where or {}
+        numbers = self._order_numbers(where or {})
+        if sort and "number_DESC" in sort:
+            numbers.reverse()
         with self.lock:
-            rows = [
-                self._order_view(o)
-                for n, o in sorted(self.orders.items())
+            return [self._order_doc(n) for n in _page(numbers, limit, page)]
+
+    def _order_numbers(self, where: dict) -> list[int]:
+        """The numbers of the orders matching an OrderFilter, ascending (stored orders win over generated)."""
+        with self.lock:
+            stored = [
+                n
+                for n, o in self.orders.items()
                 if _listed(n, where.get("number"))
                 and _listed(o.get("id"), where.get("id"))
                 and _listed(o.get("status"), where.get("status"))
                 and _in_range(o.get("updatedAt"), where.get("updatedAt"))
                 and _in_range(o.get("createdAt"), where.get("createdAt"))
+                and _in_range(o.get("orderDate"), where.get("orderDate"))
                 and _listed((o.get("customer") or {}).get("id"), where.get("customerId"))
             ]
-        return _page(rows, limit, page)
+            generated = self._generated_numbers(where) if self.history is not None else []
+            return sorted(set(stored) | {n for n in generated if n not in self.orders})
+
+    def _generated_numbers(self, where: dict) -> list[int]:
+        history = self.history
+        span = where.get("orderDate") or where.get("createdAt") or {}
+        start, end = _parse_time(span.get("from")), _parse_time(span.get("to"))
+        rest_keys = ["status", "updatedAt", "customerId"]
+        if where.get("number") is not None:
+            candidates = [int(n) for n in where["number"] if history.index(int(n)) is not None]
+            rest_keys += ["orderDate", "createdAt"]
+        elif where.get("id") is not None:
+            candidates = [n for n in (history.number_of_id(i) for i in where["id"]) if n is not None]
+            rest_keys += ["orderDate", "createdAt"]
+        else:  # order dates grow with numbers: the date range is a range of numbers
+            candidates = list(
+                history.numbers_between(start.timestamp() if start else None, end.timestamp() if end else None)
+            )
+        rest = {k: where[k] for k in rest_keys if where.get(k) is not None}
+        if not rest:
+            return candidates
+        kept = []
+        for number in candidates:
+            state = history.state(number)
+            if (
+                _listed(state.status, rest.get("status"))
+                and _listed(state.customer, rest.get("customerId"))
+                and _in_range(_stamp(state.updated), rest.get("updatedAt"))
+                and _in_range(_stamp(state.ordered), rest.get("orderDate"))
+                and _in_range(_stamp(state.ordered), rest.get("createdAt"))
+            ):
+                kept.append(number)
+        return kept
+
+    def _order_doc(self, number: int) -> dict:
+        if number in self.orders:
+            return self._order_view(self.orders[number])
+        return self.history.order(number)
+
+    def resolve_counters(self, info: Any) -> dict:
+        return {
+            "orders": lambda info, where=None: len(self._order_numbers(where or {})),
+            "customers": lambda info, where=None: len(self.resolve_customers(info, where)),
+        }
+
+    def resolve_newsletter_subscriptions(self, info: Any, limit: int | None = None, page: int | None = None) -> list:
+        with self.lock:
+            ids = set(self.newsletter)
+            if self.history is not None:
+                ids |= set(range(1, self.history.newsletter_count + 1))
+            rows = _page(sorted(ids), limit, page)
+            return [
+                copy.deepcopy(self.newsletter[i]) if i in self.newsletter else self.history.newsletter(i) for i in rows
+            ]
 
     def resolve_order(self, info: Any, id: str) -> dict | None:
         with self.lock:
-            return next((self._order_view(o) for o in self.orders.values() if o.get("id") == id), None)
+            found = next((self._order_view(o) for o in self.orders.values() if o.get("id") == id), None)
+            if found is None and self.history is not None:
+                number = self.history.number_of_id(id)
+                found = self.history.order(number) if number is not None and number not in self.orders else None
+            return found
 
     def resolve_shipments(
         self, info: Any, where: dict | None = None, limit: int | None = None, page: int | None = None
     ) -> list:
         where = where or {}
         with self.lock:
+            docs = {i: s for i, s in self.shipments.items()}
+            for number in self._generated_for(where, "orderId", key=lambda i: i // 10, updated=True):
+                for shipment in self.history.shipments(number):
+                    docs.setdefault(shipment["id"], shipment)
             rows = [
                 self._shipment_view(s)
-                for i, s in sorted(self.shipments.items())
+                for i, s in sorted(docs.items())
                 if _listed(i, where.get("id"))
                 and _listed(s.get("number"), where.get("number"))
                 and (where.get("isShipped") is None or bool(s.get("isShipped")) == where["isShipped"])
@@ -170,14 +265,38 @@ class FakeCentraStore:
             ]
         return _page(rows, limit, page)
 
+    def _generated_for(self, where: dict, order_key: str, key, updated: bool = False) -> list[int]:
+        """Generated order numbers whose shipments/returns may match `where` (narrowed by ids when given)."""
+        history = self.history
+        if history is None:
+            return []
+        if where.get("id") is not None:
+            numbers = {key(int(i)) for i in where["id"]}
+        elif where.get(order_key) is not None:
+            refs = where[order_key]
+            numbers = {history.number_of_id(r) for r in refs} if order_key == "orderId" else {int(r) for r in refs}
+        else:
+            numbers = set(history.numbers())
+            span = where.get("updatedAt") if updated else where.get("createdAt")
+            if span:
+                start, end = _parse_time(span.get("from")), _parse_time(span.get("to"))
+                lo = start.timestamp() if start else float("-inf")
+                hi = end.timestamp() if end else float("inf")
+                numbers = {n for n in numbers if _touches(history.state(n), lo, hi)}
+        return sorted(n for n in numbers if n is not None and history.index(n) is not None and n not in self.orders)
+
     def resolve_returns(
         self, info: Any, where: dict | None = None, limit: int | None = None, page: int | None = None
     ) -> list:
         where = where or {}
         with self.lock:
+            docs = {i: r for i, r in self.returns.items()}
+            for number in self._generated_for(where, "orderNumber", key=lambda i: i // 10):
+                for ret in self.history.returns(number):
+                    docs.setdefault(ret["id"], ret)
             rows = [
                 self._return_view(r)
-                for i, r in sorted(self.returns.items())
+                for i, r in sorted(docs.items())
                 if _listed(i, where.get("id"))
                 and _listed(r.get("returnStatus"), where.get("returnStatus"))
                 and _in_range(r.get("createdAt"), where.get("createdAt"))
@@ -191,11 +310,16 @@ class FakeCentraStore:
     ) -> list:
         where = where or {}
         with self.lock:
-            rows = [
-                copy.deepcopy(c)
-                for i, c in sorted(self.customers.items())
-                if _listed(i, where.get("id")) and _matches(c.get("email"), where.get("email"))
-            ]
+            ids = set(self.customers)
+            if self.history is not None:
+                ids |= set(range(1, self.history.customer_count + 1))
+            if where.get("id") is not None:
+                ids &= {int(i) for i in where["id"]}
+            rows = []
+            for i in sorted(ids):
+                doc = copy.deepcopy(self.customers[i]) if i in self.customers else self.history.customer(i)
+                if _matches(doc.get("email"), where.get("email")):
+                    rows.append(doc)
         return _page(rows, limit, page)
 
     def resolve_product_sizes(
@@ -239,13 +363,22 @@ class FakeCentraStore:
 
     # Shipments and returns point at their order; the view embeds the order's current state, as Centra would.
     def _order_view(self, order: dict) -> dict:
-        return copy.deepcopy(order)
+        view = copy.deepcopy(order)
+        if "shipments" not in view:  # Order.shipments [R]: the stored shipments that name this order
+            view["shipments"] = [
+                copy.deepcopy(s)
+                for s in self.shipments.values()
+                if (s.get("order") or {}).get("number") == order.get("number")
+            ]
+        return view
 
     def _order_for(self, ref: dict | None) -> dict | None:
         if not ref:
             return None
         if ref.get("number") in self.orders:
             return self._order_view(self.orders[ref["number"]])
+        if self.history is not None and self.history.index(ref.get("number") or 0) is not None:
+            return self.history.order(ref["number"])
         found = next((o for o in self.orders.values() if ref.get("id") and o.get("id") == ref.get("id")), None)
         return self._order_view(found) if found else copy.deepcopy(ref)
 
@@ -266,8 +399,13 @@ class FakeCentraStore:
 class FakeCentra:
     """The fake Centra GraphQL server (stdlib ThreadingHTTPServer in a thread)."""
 
-    def __init__(self, token: str = "centra-test-token", host: str = "127.0.0.1", port: int = 0, on_query=None) -> None:
+    def __init__(
+        self, token: str = "centra-test-token", host: str = "127.0.0.1", port: int = 0, on_query=None, fast=False
+    ) -> None:
         self.token = token
+        # Validate with graphql-core, then project the stored dicts directly (integration/sandbox/fast_graphql.py):
+        # what the history import's large pages and the benchmark use.
+        self.fast = fast
         self.on_query = on_query  # called with (status, operation, variables) after each answer: the command prints it
         self.store = FakeCentraStore()
         self.schema = load_schema()
@@ -348,6 +486,21 @@ class FakeCentra:
             size["stockTotals"] = {**(size.get("stockTotals") or {}), "freeToAllocateQuantity": int(fta)}
             return copy.deepcopy(size)
 
+    def generate_history(self, orders: int = 10_000, seed: int = 1, **kwargs: Any) -> GeneratedHistory:
+        """Serve a generated history (see integration.sandbox.history) beside the stored documents."""
+        history = GeneratedHistory(orders=orders, seed=seed, **kwargs)
+        self.fast = True
+        with self.store.lock:
+            self.store.history = history
+        return history
+
+    def add_newsletter_subscription(self, doc: dict) -> dict:
+        """Store (or replace) a newsletter subscription by id."""
+        doc = copy.deepcopy(doc)
+        with self.store.lock:
+            self.store.newsletter[int(doc["id"])] = doc
+        return doc
+
     def load_dir(self, directory: str | Path) -> int:
         """Load documents from DIR/{orders,shipments,returns,customers,product_sizes}/*.json (one or a list)."""
         loaders = {
@@ -427,6 +580,17 @@ class FakeCentra:
         query = request.get("query")
         if not isinstance(query, str) or not query.strip():
             return 400, {}, {"errors": [{"message": "Must provide query string."}]}
+        if self.fast:
+            try:
+                return (
+                    200,
+                    {},
+                    fast_graphql.execute(
+                        self.schema, query, self.store.root(), request.get("variables") or {}, INTERFACE_DEFAULTS
+                    ),
+                )
+            except fast_graphql.FastPathUnsupported:
+                pass
         result = graphql_sync(
             self.schema,
             query,
@@ -476,7 +640,10 @@ def _handler_for(fake: FakeCentra) -> type[BaseHTTPRequestHandler]:
             for name, value in headers.items():
                 self.send_header(name, value)
             self.end_headers()
-            self.wfile.write(data)
+            try:
+                self.wfile.write(data)
+            except (BrokenPipeError, ConnectionResetError):
+                self.close_connection = True  # the client went away (a killed worker): nobody to answer
 
         def do_POST(self) -> None:
             length = int(self.headers.get("Content-Length") or 0)

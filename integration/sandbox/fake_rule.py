@@ -19,6 +19,9 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 API_PREFIX = "/api/v2"
 MAX_SUBSCRIBERS = 1000
+MAX_SYNC_SUBSCRIBERS = 100
+# Without sync_subscribers, Rule runs automations only for batches smaller than this.
+AUTOMATION_BATCH_BELOW = 20
 MAX_GROUP_BYTES = 65 * 1024
 FIELD_TYPES = ("text", "date", "datetime", "multiple", "json")
 E164 = re.compile(r"^\+[1-9]\d{6,14}$")
@@ -69,6 +72,7 @@ class FakeRule:
         self._subscribers: dict[int, dict] = {}
         self._by_email: dict[str, int] = {}  # lower-cased email -> id, so a lookup is not a scan of everyone
         self._tags: dict[int, str] = {}
+        self._automations: list[tuple[int, str]] = []  # (subscriber id, tag) for each automation started
         self._next_id = 1000
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
@@ -142,7 +146,14 @@ class FakeRule:
             self._failures.clear()
             self._subscribers.clear()
             self._tags.clear()
+            self._automations.clear()
             self.latency_ms = 0
+
+    @property
+    def automations_started(self) -> list[tuple[int, str]]:
+        """(subscriber id, tag) for every automation a call started (a tag given with automation on)."""
+        with self._lock:
+            return list(self._automations)
 
     def subscriber(self, identifier: str, identified_by: str = "email") -> dict | None:
         """A copy of a stored subscriber (tags as a sorted list), or None."""
@@ -261,10 +272,22 @@ class FakeRule:
             raise RuleError(400, "BadRequest", "tags contains duplicates", {"tags": ["duplicate"]})
         if body.get("automation", False) not in AUTOMATIONS:
             raise RuleError(400, "BadRequest", "automation must be false, reset or force", {"automation": ["invalid"]})
+        sync = body.get("sync_subscribers")
+        if sync is not None and not isinstance(sync, bool):
+            raise RuleError(400, "BadRequest", "sync_subscribers must be a boolean", {"sync_subscribers": ["invalid"]})
+        if sync is True and len(subscribers) > MAX_SYNC_SUBSCRIBERS:
+            raise RuleError(
+                413, "TooManySubscribers", f"At most {MAX_SYNC_SUBSCRIBERS} subscribers with sync_subscribers"
+            )
         update = body.get("update_on_duplicate") is True
         for index, sub in enumerate(subscribers):
             _validate_subscriber(sub, index if not single else None)
         tag_names = [self._tag_name(t) for t in tags]
+        # Which calls start the merchant's automations, as Rule decides it (rule-api.md): never with automation
+        # false; with sync_subscribers true always; omitted, only for batches of fewer than 20.
+        starts_automation = body.get("automation", False) is not False and (
+            sync is True or (sync is None and len(subscribers) < AUTOMATION_BATCH_BELOW)
+        )
         created = updated = 0
         ids = []
         for sub in subscribers:
@@ -295,6 +318,8 @@ class FakeRule:
                 existing["fields"][field["key"]] = {"value": field["value"], "type": field.get("type", "text")}
             existing["tags"].update(tag_names)
             ids.append(existing["id"])
+            if starts_automation:
+                self._automations.extend((existing["id"], tag) for tag in tag_names)
         if single:
             return 200, {"subscriber": {"id": ids[0]}}
         return 200, {

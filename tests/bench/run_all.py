@@ -32,6 +32,7 @@ BENCHES = [
     ("admin", "bench_admin.py", [], ["--quick"]),
     ("backinstock", "bench_backinstock.py", ["--watchers", "100000"], ["--watchers", "10000"]),
     ("memory", "bench_memory.py", [], ["--quick"]),
+    ("history", "bench_history.py", [], ["--quick"]),
 ]
 TITLES = {
     "ingest": "Ingest: signed JSON events on POST /centra/<token>/events",
@@ -40,6 +41,7 @@ TITLES = {
     "admin": "Admin at 1,000,000 deliveries and 3,000,000 attempts",
     "backinstock": "Back in stock: 100,000 watchers of one size alerted",
     "memory": "Memory: a worker's RSS over 100,000 deliveries",
+    "history": "History import: 100,000 orders from the fake Centra into the fake Rule at 20 ms",
 }
 TIMEOUT_SECONDS = 60 * 60
 # Shown under a benchmark when one of its targets is missed: where the time goes, as diagnosed with a profiler

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import re
+from datetime import UTC, datetime, timedelta
 
 from django.core.management.base import BaseCommand, CommandError
 
@@ -19,6 +20,11 @@ class Command(BaseCommand):
         parser.add_argument("--port", type=int, default=8035)
         parser.add_argument("--token", default="fake-centra-token", help="The Bearer token the fake accepts.")
         parser.add_argument("--data", help="Load DIR/{orders,shipments,returns,customers,product_sizes}/*.json.")
+        parser.add_argument(
+            "--history", type=int, metavar="N", help="Serve a generated history of N orders (with --seed, --years)."
+        )
+        parser.add_argument("--seed", type=int, default=1, help="The generated history's seed (same seed, same data).")
+        parser.add_argument("--years", type=float, default=5, help="The generated history spans this many years.")
         parser.add_argument("--send-webhook", metavar="URL", help="Send one signed webhook to URL and exit.")
         parser.add_argument("--secret", help="The endpoint secret to sign the webhook with.")
         parser.add_argument("--events", help='The events as JSON: [{"type": "order", "action": "update", ...}].')
@@ -30,6 +36,15 @@ class Command(BaseCommand):
         fake = FakeCentra(token=options["token"], host=options["host"], port=options["port"], on_query=self.print_query)
         if options["data"]:
             self.stdout.write(f"loaded {fake.load_dir(options['data'])} documents from {options['data']}")
+        if options["history"]:
+            end = datetime.now(UTC)
+            start = end - timedelta(days=365 * options["years"])
+            history = fake.generate_history(options["history"], seed=options["seed"], start=start, end=end)
+            self.stdout.write(
+                f"serving a generated history: {history.count} orders since {start:%Y-%m-%d}, "
+                f"{history.customer_count} customers, {history.newsletter_count} newsletter subscriptions "
+                f"(seed {options['seed']})"
+            )
         self.stdout.write(f"fake Centra at {fake.url} (controls: POST /_fake/control)")
         self.stdout.flush()
         try:

@@ -1,0 +1,104 @@
+"""A real process running the import is killed (SIGKILL) in the middle; the import resumes where it stopped and
+no order reaches Rule twice."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from django.db import connection as db_connection
+from django.utils import timezone
+
+from integration.history import runner
+from integration.history.models import HistoryImport
+from tests.factories import ConnectionFactory
+from tests.history.conftest import END, START
+from tests.history.test_history_import import expected_event, fields_of, import_calls
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def database_url() -> str:
+    """The test database as a DATABASE_URL another process can open."""
+    s = db_connection.settings_dict
+    if s["ENGINE"] == "django.db.backends.sqlite3":
+        return f"sqlite:///{Path(s['NAME']).resolve()}"
+    auth = s["USER"] + (f":{s['PASSWORD']}" if s.get("PASSWORD") else "")
+    return f"postgres://{auth}@{s['HOST'] or '127.0.0.1'}:{s['PORT'] or 5432}/{s['NAME']}"
+
+
+def wait_for(predicate, timeout: float = 60.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.05)
+    return False
+
+
+@pytest.mark.cluster
+def test_a_killed_import_resumes_without_sending_anything_twice(
+    transactional_db, fake_centra, fake_rule, worker, settings
+):
+    settings.RULE_CALLS_PER_MINUTE = 60_000
+    history = fake_centra.generate_history(orders=3000, seed=14, start=START, end=END)
+    shop = ConnectionFactory(
+        name="killed-shop",
+        rule_api_url=fake_rule.url,
+        rule_api_key=fake_rule.api_key,
+        centra_api_url=fake_centra.url,
+        centra_api_token=fake_centra.token,
+    )
+    env = {**os.environ, "DATABASE_URL": database_url(), "RULE_CALLS_PER_MINUTE": "60000", "PYTHONUNBUFFERED": "1"}
+    process = subprocess.Popen(
+        [sys.executable, "manage.py", "import_history", shop.name, "--since", "2022-11-01", "--only", "orders"],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        # when the first batch is in Rule and the process is reading Centra again, it is killed outright
+        assert wait_for(lambda: len(import_calls(fake_rule)) >= 1), process.stdout.read() if process.poll() else ""
+        fake_centra.fail("slow", times=1, delay=20)
+        seen = len(fake_centra.queries)
+        assert wait_for(lambda: len(fake_centra.queries) > seen)
+        time.sleep(0.3)
+        process.send_signal(signal.SIGKILL)
+        process.wait(timeout=10)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    fake_centra.clear_failures()
+    sent_before = len(import_calls(fake_rule))
+    run = HistoryImport.objects.get(connection=shop)
+    assert run.status == HistoryImport.Status.RUNNING and run.lease_until  # it died holding its lease
+
+    # two minutes later the lease has expired; the every-minute tick hands the import to a worker
+    later = timezone.now() + timedelta(minutes=2)
+    HistoryImport.objects.filter(pk=run.pk).update(lease_until=timezone.now() - timedelta(seconds=1))
+    assert runner.tick(later) == 1
+    worker.drain()
+
+    run.refresh_from_db()
+    assert run.status == HistoryImport.Status.FINISHED
+    calls = import_calls(fake_rule)
+    assert len(calls) > sent_before
+    expected = Counter()
+    for number in history.numbers():
+        event = expected_event(history, number)
+        if event is not None:
+            expected[(history.order(number)["customer"]["email"], event)] += 1
+    assert Counter((s["email"], c["tags"][0]) for c in calls for s in c["subscribers"]) == expected
+    numbers = [fields_of(s)["Order.Number"] for c in calls for s in c["subscribers"] if s.get("fields")]
+    assert len(numbers) == len(set(numbers))
+    assert run.sent == sum(expected.values())
