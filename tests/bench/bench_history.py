@@ -57,7 +57,7 @@ def main() -> None:
         common.start_fake_rule(env, rule_port, RULE_KEY, LATENCY_MS, name="history-fakerule"),
         common.child("history-fakecentra", centra_args, env, port=centra_port),
     ):
-        connection = Connection.objects.create(
+        connection = Connection.objects.create_with_flows(
             name="bench-history",
             rule_api_key=RULE_KEY,
             rule_api_url=f"http://127.0.0.1:{rule_port}/api/v2",
