@@ -10,7 +10,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('integration', '0009_connection_back_in_stock_settings_moved'),
+        ('integration', '0010_console_pages'),
     ]
 
     operations = [
