@@ -58,6 +58,7 @@ class HistoryImport(models.Model):
     calls = models.PositiveIntegerField(default=0)
     skip_reasons = models.JSONField(default=dict, blank=True)
     last_error = models.TextField(blank=True, default="")
+    live_yields = models.PositiveSmallIntegerField(default=0, help_text="Steps in a row that let live work go first.")
     # The step task's lease (one worker at a time) and when the next step may run (budget, Rule's 429, retries).
     lease_until = models.DateTimeField(null=True, blank=True)
     next_step_at = models.DateTimeField(null=True, blank=True)

@@ -2,10 +2,11 @@
 stands for (so the live path does not send those again). No database, no network.
 
 An order is imported once, as the furthest event its current state reached, with that flow's tags and fields:
-RefundCompleted or ReturnCompleted for a completed return, else OrderShipped for a shipped shipment, else
-OrderCompleted. A flow that is off passes the order down to the next one. It stands for all of them: its
-OrderCompleted, every shipped shipment's OrderShipped and every completed return's event, keyed exactly as live
-deliveries are. Cancelled orders, and orders still awaiting manual confirmation, are not imported.
+RefundCompleted for a completed return (ReturnCompleted instead when nothing was refunded and that flow is on,
+the live rule), else OrderShipped for a shipped shipment, else OrderCompleted. A flow that is off passes the
+order down to the next one. It stands for all of them: its OrderCompleted, every shipped shipment's OrderShipped
+and every completed return's event, keyed exactly as live deliveries are. Cancelled orders, and orders still
+awaiting manual confirmation, are not imported.
 """
 
 from __future__ import annotations
@@ -41,14 +42,15 @@ class Planned:
     reason: str = ""
 
 
-def _fires(event: str, doc: dict, manual_confirmation: bool = False) -> bool:
+def _fires(event: str, doc: dict, manual_confirmation: bool, enabled: Container[str]) -> bool:
     """Whether the object's current state means `event`, by the event's declared Centra trigger (as live)."""
     trigger = catalog.EVENTS[event].centra
-    return trigger is not None and bool(trigger.fires(doc, manual_confirmation=manual_confirmation, action=""))
+    settings = {"manual_confirmation": manual_confirmation, "enabled": frozenset(enabled), "action": ""}
+    return trigger is not None and bool(trigger.fires(doc, **settings))
 
 
-def _return_event(ret: dict) -> str | None:
-    return next((e for e in ("RefundCompleted", "ReturnCompleted") if _fires(e, ret)), None)
+def _return_event(ret: dict, enabled: Container[str]) -> str | None:
+    return next((e for e in ("RefundCompleted", "ReturnCompleted") if _fires(e, ret, False, enabled)), None)
 
 
 def _key(event: str, payload: dict) -> str | None:
@@ -60,15 +62,15 @@ def plan_order(order: dict, returns: list[dict], manual_confirmation: bool, enab
     """The event an order (with its `shipments` and these returns) is imported as, and the keys it stands for."""
     number = str(order.get("number") or "")
     planned = Planned(group=f"order:{number}", event=None, occurred_at=order.get("orderDate"), order_number=number)
-    if not _fires("OrderCompleted", order, manual_confirmation):
+    if not _fires("OrderCompleted", order, manual_confirmation, enabled):
         planned.reason = SKIP_CANCELLED if str(order.get("status")).upper() == "CANCELLED" else SKIP_UNCONFIRMED
         return planned
     # Furthest first: each candidate is (event, payload), the latest shipment and return winning.
     candidates: list[tuple[str, dict]] = []
-    finished = [r for r in returns if _return_event(r)]
+    finished = [r for r in returns if _return_event(r, enabled)]
     for ret in sorted(finished, key=lambda r: (str(r.get("createdAt") or ""), r.get("id") or 0), reverse=True):
-        candidates.append((_return_event(ret), {"return": {**ret, "order": order}}))
-    shipped = [s for s in order.get("shipments") or [] if _fires("OrderShipped", s)]
+        candidates.append((_return_event(ret, enabled), {"return": {**ret, "order": order}}))
+    shipped = [s for s in order.get("shipments") or [] if _fires("OrderShipped", s, manual_confirmation, enabled)]
     for shipment in sorted(shipped, key=lambda s: (str(s.get("shippedAt") or ""), s.get("id") or 0), reverse=True):
         candidates.append(("OrderShipped", {"shipment": {**shipment, "order": order}}))
     candidates.append(("OrderCompleted", {"order": order}))

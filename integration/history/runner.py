@@ -56,6 +56,7 @@ MAX_SLEEP = 5.0  # budget waits up to this are slept inside the step; longer one
 # look-back and not processed yet, or deliveries due); it queues again behind them after a short breath.
 LIVE_LOOKBACK = timedelta(minutes=1)
 LIVE_YIELD_SECONDS = 0.1
+MAX_LIVE_YIELDS = 5  # then one batch goes anyway: a shop with live work every moment still gets its history
 RETRY_DELAYS = (10, 30, 120, 600)  # after 5xx or timeouts; then the import pauses and shows Rule's answer
 S = HistoryImport.Status
 I = HistoryItem.Status  # noqa: E741
@@ -545,9 +546,12 @@ def _live_waiting(connection: Connection, now: datetime) -> bool:
 
 
 def _send(run: HistoryImport, connection: Connection, batch: HistoryBatch) -> tuple[str, bool]:
-    if _live_waiting(connection, timezone.now()):
+    if run.live_yields < MAX_LIVE_YIELDS and _live_waiting(connection, timezone.now()):
+        HistoryImport.objects.filter(pk=run.pk).update(live_yields=run.live_yields + 1)
         time.sleep(LIVE_YIELD_SECONDS)  # a short breath, so a queue holding only this step does not spin
         return "live traffic first", True
+    if run.live_yields:  # on a shop that never stops, the import still moves: one batch after a few yields
+        HistoryImport.objects.filter(pk=run.pk).update(live_yields=0)
     while True:
         wait = budget.take(connection)
         if wait <= 0:

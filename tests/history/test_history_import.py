@@ -8,6 +8,7 @@ import uuid
 from collections import Counter
 
 import pytest
+from django.utils import timezone
 
 from integration.history import runner
 from integration.history.models import HistoryBatch, HistoryImport, HistoryItem
@@ -36,12 +37,12 @@ def fields_of(entry: dict) -> dict:
 
 def expected_event(history, number: int) -> str | None:
     """What the merchant expects an order to arrive as, read straight from the generated history's state:
-    cancelled orders not at all, a refunded return as RefundCompleted, a shipped order as OrderShipped, the rest
-    as OrderCompleted (ReturnCompleted's flow is off by default, so an exchange arrives as OrderShipped)."""
+    cancelled orders not at all, a completed return as RefundCompleted (refunded or not: ReturnCompleted's flow is
+    off by default), a shipped order as OrderShipped, the rest as OrderCompleted."""
     state = history.state(number)
     if state.status == "CANCELLED":
         return None
-    if state.return_status == "COMPLETED" and state.refunded:
+    if state.return_status == "COMPLETED":
         return "RefundCompleted"
     return "OrderShipped" if state.shipped else "OrderCompleted"
 
@@ -302,3 +303,23 @@ def test_a_rule_outage_waits_and_then_sends_the_same_batch(
     batch = HistoryBatch.objects.get(number=1)
     assert batch.attempts == 2 and batch.status == "sent"
     assert len(import_calls(fake_rule)) == run.calls  # the call answered 503 counted too
+
+
+def test_live_work_goes_first_but_cannot_hold_the_import_forever(
+    importing, history, fake_rule, worker, django_capture_on_commit_callbacks
+):
+    run = start(importing, django_capture_on_commit_callbacks)
+    # a delivery is due and never leaves (its connection's worker is elsewhere): the import waits a few steps only
+    Delivery.objects.create(
+        connection=importing,
+        event="OrderCompleted",
+        idempotency_key="OrderCompleted:order:elsewhere",
+        email="elsewhere@example.com",
+        request_body={},
+        next_attempt_at=timezone.now(),
+    )
+    outcomes = [worker.run_one()[1] for _ in range(runner.MAX_LIVE_YIELDS + 1)]
+    assert outcomes[: runner.MAX_LIVE_YIELDS] == ["live traffic first"] * runner.MAX_LIVE_YIELDS
+    assert outcomes[-1].startswith("sent batch 1")
+    run.refresh_from_db()
+    assert run.live_yields == 0 and len(import_calls(fake_rule)) == 1
