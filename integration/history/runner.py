@@ -35,7 +35,7 @@ from django.utils import timezone
 
 from integration import catalog
 from integration.centra.client import CentraClient, CentraError, CentraQueryError, CentraUnavailable
-from integration.delivery.engine import hold_connection, parse_retry_after
+from integration.delivery.engine import hold_connection
 from integration.history import source
 from integration.history.models import KINDS, HistoryBatch, HistoryImport, HistoryItem
 from integration.history.plan import ORDER_EVENTS, SKIP_IMPORTED, SKIP_LIVE
@@ -43,6 +43,7 @@ from integration.mapping import FlowConfig, MappingContext, MappingError, build_
 from integration.mapping.request import IMPORT_BATCH_LIMIT
 from integration.models import Connection, Delivery, Flow, InboundEvent
 from integration.processing.emit import flow_for
+from integration.retry import parse_retry_after
 from integration.rule import budget
 from integration.rule.client import RuleRequestError, error_message, get_client, scrub
 

@@ -21,7 +21,7 @@ def remove(apps, schema_editor):
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("integration", "0011_history_import_and_rule_budget"),
+        ("integration", "0013_history_import_and_rule_budget"),
         ("django_q", "0019_alter_task_options_alter_ormq_key_alter_ormq_lock_and_more"),
     ]
 

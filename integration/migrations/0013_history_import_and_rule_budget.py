@@ -10,7 +10,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('integration', '0010_console_pages'),
+        ('integration', '0012_inbound_retry_schedule'),
     ]
 
     operations = [
