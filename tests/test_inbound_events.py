@@ -8,8 +8,9 @@ import time
 from contextlib import contextmanager
 
 import pytest
+from asgiref.sync import sync_to_async
 from django.core.handlers.asgi import ASGIHandler
-from django.db import OperationalError
+from django.db import OperationalError, connections
 from django.db import connection as db_connection
 from django.urls import reverse
 from django_q.models import OrmQ
@@ -481,6 +482,7 @@ def test_a_declared_length_over_the_limit_is_413(client, connection, settings):
     assert InboundEvent.objects.count() == 0
 
 
+@pytest.mark.django_db(transaction=True)  # the ASGI handler answers from another thread, on its own connection
 def test_a_body_over_the_limit_without_content_length_is_413(connection, settings):
     # Given a client that streams its body without a Content-Length (chunked, through an ASGI server)
     settings.INBOUND_MAX_BODY_BYTES = 1000
@@ -518,6 +520,7 @@ def test_a_body_over_the_limit_without_content_length_is_413(connection, setting
             sent.append(message)
 
         await ASGIHandler()(scope, receive, send)
+        await sync_to_async(connections.close_all)()  # the thread that ran the view lets its connection go
         return sent
 
     # When it is posted; then it is refused for its size
