@@ -11,7 +11,7 @@ from django.db import models, transaction
 from django.urls import reverse
 from django.utils import timezone
 
-from integration import catalog
+from integration import catalog, upstream
 from integration.encryption import EncryptedTextField
 
 
@@ -68,6 +68,10 @@ class Connection(models.Model):
         max_length=300, blank=True, default="", help_text="https://<tenant>.centra.com/graphql"
     )
     centra_api_token = EncryptedTextField(blank=True, default="")
+    # The origin (scheme://host:port) each secret was entered for: the clients send it nowhere else, and a URL
+    # changed without entering the secret again clears the secret (integration/upstream.py).
+    rule_api_key_origin = models.CharField(max_length=300, blank=True, default="", editable=False)
+    centra_api_token_origin = models.CharField(max_length=300, blank=True, default="", editable=False)
 
     # Mapping settings
     manual_confirmation = models.BooleanField(
@@ -138,12 +142,90 @@ class Connection(models.Model):
     def __str__(self) -> str:
         return self.name
 
+    # (secret field, its origin field, the URL it is sent to)
+    SECRET_BINDINGS = (
+        ("rule_api_key", "rule_api_key_origin", "rule_base_url"),
+        ("centra_api_token", "centra_api_token_origin", "centra_api_url"),
+    )
+    _BINDING_FIELDS = frozenset({"rule_api_key", "rule_api_url", "centra_api_token", "centra_api_url"})
+
+    def save(self, *args, **kwargs) -> None:
+        update_fields = kwargs.get("update_fields")
+        if update_fields is None or self._BINDING_FIELDS.intersection(update_fields):
+            changed = self.bind_secrets()
+            if update_fields is not None and changed:
+                kwargs["update_fields"] = {*update_fields, *changed}
+        super().save(*args, **kwargs)
+        self._remember_secrets()
+        self._entered_secrets = set()
+
     def clean(self) -> None:
-        """Settings that would make a field silently go missing are refused with what to do instead."""
+        """Settings that would make a field silently go missing are refused with what to do instead; Rule and
+        Centra URLs must be places a secret may go (https, public address: integration/upstream.py)."""
         super().clean()
+        errors = {}
         problem = cart_link_problem(self.send_cart_link, self.cart_link_template)
         if problem:
-            raise ValidationError({"cart_link_template": problem})
+            errors["cart_link_template"] = problem
+        for field_name in ("rule_api_url", "centra_api_url"):
+            url = getattr(self, field_name)
+            if url:
+                try:
+                    upstream.check_url(url)
+                except upstream.UpstreamRefused as exc:
+                    errors[field_name] = str(exc)
+        if errors:
+            raise ValidationError(errors)
+
+    @classmethod
+    def from_db(cls, db, field_names, values):  # noqa: ANN001, ANN206
+        instance = super().from_db(db, field_names, values)
+        instance._remember_secrets()
+        return instance
+
+    def _remember_secrets(self) -> None:
+        """The secrets as stored, to tell a secret entered now from one kept while its URL changed."""
+        self._stored_secrets = {f: self.__dict__[f] for f, _, _ in self.SECRET_BINDINGS if f in self.__dict__}
+
+    def bind_secrets(self) -> list[str]:
+        """Bind each secret entered now to the origin of its URL; clear a kept secret whose URL moved to another
+        origin (it was entered for the old one). Returns the fields changed."""
+        changed = []
+        stored = getattr(self, "_stored_secrets", {})
+        deferred = self.get_deferred_fields()
+        for secret_field, origin_field, url_attr in self.SECRET_BINDINGS:
+            current = upstream.origin(getattr(self, url_attr))
+            bound = getattr(self, origin_field)
+            if secret_field in deferred:  # not loaded, so not entered now: only a moved URL matters
+                entered, has_secret = False, bool(bound)
+            else:
+                value = getattr(self, secret_field)
+                entered = secret_field in getattr(self, "_entered_secrets", ()) or value != stored.get(secret_field)
+                has_secret = bool(value)
+            if not has_secret:
+                new_origin, clear = "", False
+            elif entered:
+                new_origin, clear = current, False
+            else:
+                new_origin, clear = bound, bool(bound) and bound != current
+            if clear:
+                setattr(self, secret_field, "")
+                new_origin = ""
+                changed.append(secret_field)
+            if new_origin != bound:
+                setattr(self, origin_field, new_origin)
+                changed.append(origin_field)
+        return changed
+
+    def enter_secret(self, secret_field: str, value: str) -> None:
+        """Set a secret as typed in now (even if it equals the stored one): it is bound to the current URL."""
+        setattr(self, secret_field, value)
+        self._entered_secrets = {*getattr(self, "_entered_secrets", ()), secret_field}
+
+    def secret_sent_to(self, secret_field: str) -> str:
+        """The origin a secret would go to now (to compare with the one it is bound to)."""
+        url_attr = next(url for f, _, url in self.SECRET_BINDINGS if f == secret_field)
+        return upstream.origin(getattr(self, url_attr))
 
     def enabled_events(self) -> frozenset[str]:
         """The catalog events whose flow is on (a flow not stored yet has its declared default)."""

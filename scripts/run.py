@@ -29,6 +29,8 @@ def ensure_env_file() -> None:
         f"SECRET_KEY={secrets.token_urlsafe(48)}\n"
         f"FIELD_ENCRYPTION_KEY={Fernet.generate_key().decode()}\n"
         "DEBUG=true\n"
+        "# The fake Rule and fake Centra listen on loopback; never set this in production.\n"
+        "ALLOW_PRIVATE_UPSTREAMS=1\n"
     )
     print(f"Wrote {ENV_FILE.name} with a new SECRET_KEY and FIELD_ENCRYPTION_KEY.")
 
@@ -63,6 +65,8 @@ def main() -> int:
     os.chdir(ROOT)
     (ROOT / "var").mkdir(exist_ok=True)
     ensure_env_file()
+    # Development: the fake Rule and fake Centra listen on loopback (README: Try it locally).
+    os.environ.setdefault("ALLOW_PRIVATE_UPSTREAMS", "1")
     manage("migrate", "--noinput")
     ensure_admin()
     host = os.environ.get("HOST", "127.0.0.1")

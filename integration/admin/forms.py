@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from django import forms
+from django.conf import settings
 from django.core.validators import validate_email
 from django.db import models
 
-from integration import catalog
+from integration import catalog, upstream
 from integration.encryption import mask
 from integration.mapping.request import distinct_tags
 from integration.mapping.values import known_zone
@@ -138,19 +139,45 @@ class ConnectionAdminForm(forms.ModelForm):
             self.add_error("clear_rule_api_key", "Either enter a new key or remove the stored one, not both.")
         if cleaned.get("clear_centra_api_token") and cleaned.get("new_centra_api_token"):
             self.add_error("clear_centra_api_token", "Either enter a new token or remove the stored one, not both.")
+        self._require_secret_for_new_address(cleaned)
         return cleaned
+
+    SECRET_BOXES = (
+        ("rule_api_key", "rule_api_url", "new_rule_api_key", "clear_rule_api_key", "Rule API key"),
+        ("centra_api_token", "centra_api_url", "new_centra_api_token", "clear_centra_api_token", "Centra API token"),
+    )
+
+    def _require_secret_for_new_address(self, cleaned: dict) -> None:
+        """A stored secret goes only to the address it was entered for: moving its URL elsewhere needs the
+        secret typed again (or removed), so a user who can edit the URL cannot send the stored one away."""
+        if not self.instance.pk:
+            return
+        for secret_field, url_field, new_box, clear_box, label in self.SECRET_BOXES:
+            bound = getattr(self.instance, f"{secret_field}_origin")
+            if not bound or url_field not in cleaned or cleaned.get(new_box) or cleaned.get(clear_box):
+                continue
+            url = cleaned.get(url_field) or ""
+            if url_field == "rule_api_url":
+                url = url or settings.RULE_API_URL
+            target = upstream.origin(url)
+            if target != bound:
+                self.add_error(
+                    new_box,
+                    f"The stored {label} was entered for {bound}. To use {target or 'no address'}, enter the "
+                    f"{label} again (or remove the stored one).",
+                )
 
     def apply_secrets(self, instance: Connection) -> None:
         """Set the secrets on `instance` from the write-only fields; empty boxes keep what is stored."""
         data = self.cleaned_data
         if data.get("new_rule_api_key"):
-            instance.rule_api_key = data["new_rule_api_key"]
+            instance.enter_secret("rule_api_key", data["new_rule_api_key"])
             instance.rule_key_verified_at = None  # the checklist asks for Verify again
         elif data.get("clear_rule_api_key"):
             instance.rule_api_key = ""
             instance.rule_key_verified_at = None
         if data.get("new_centra_api_token"):
-            instance.centra_api_token = data["new_centra_api_token"]
+            instance.enter_secret("centra_api_token", data["new_centra_api_token"])
         elif data.get("clear_centra_api_token"):
             instance.centra_api_token = ""
         removed = {int(i) for i in data.get("remove_signing_secrets") or []}

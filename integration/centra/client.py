@@ -12,6 +12,7 @@ from typing import Any
 
 import requests
 
+from integration import upstream
 from integration.centra import queries
 
 log = logging.getLogger(__name__)
@@ -77,7 +78,7 @@ class CentraClient:
         self.api_url = api_url
         self._token = token
         self.timeout = timeout
-        self.session = session or requests.Session()
+        self.session = session or upstream.checked_session()
         # Set once a tenant rejects the [I] order fields, so later queries skip them at once.
         self.include_inferred = True
 
@@ -91,6 +92,13 @@ class CentraClient:
             raise CentraNotConfigured("no Centra API token")
         if not connection.centra_api_url:
             raise CentraNotConfigured("no Centra API URL")
+        bound, target = connection.centra_api_token_origin, upstream.origin(connection.centra_api_url)
+        if bound != target:
+            # The token goes only where it was entered for (integration/upstream.py).
+            raise CentraNotConfigured(
+                f"the Centra API token was entered for {bound or 'no address'}, not {target}; "
+                "enter the token again for this address"
+            )
         return cls(connection.centra_api_url, connection.centra_api_token, **kwargs)
 
     # -- transport ---------------------------------------------------------------------------------------------
@@ -104,7 +112,10 @@ class CentraClient:
                 json={"query": document, "variables": variables or {}},
                 headers={"Authorization": f"Bearer {self._token}", "Accept": "application/json"},
                 timeout=self.timeout,
+                allow_redirects=False,  # the token goes to this URL only, never to where a redirect points
             )
+        except upstream.RefusedRequest as exc:
+            raise CentraQueryError(str(exc)) from None
         except requests.Timeout as exc:
             raise CentraUnavailable(f"Centra did not answer in time ({exc.__class__.__name__})") from None
         except requests.RequestException as exc:

@@ -31,7 +31,7 @@ from integration.models import Connection, Delivery, DeliveryAttempt, Flow, Inbo
 from integration.ops import alerts, delivery_stats
 from integration.ops.health import KEY_REFUSED
 from integration.queue import enqueue
-from integration.rule.client import RuleRequestError, error_message, get_client, scrub
+from integration.rule.client import RuleRequestError, client_for, error_message, scrub
 
 log = logging.getLogger(__name__)
 
@@ -229,7 +229,7 @@ def _send_claimed(delivery: Delivery, note: str = "") -> DeliveryAttempt:
     started = time.monotonic()
     response = None
     try:
-        response = get_client(connection.rule_base_url, connection.rule_api_key or "").send(
+        response = client_for(connection).send(
             delivery.method, delivery.path, json=delivery.request_body
         )
     except RuleRequestError as exc:

@@ -79,7 +79,7 @@ def delete_at_rule(connection: Connection, email: str) -> dict:
 
     if not connection.rule_api_key:
         return {"connection": connection.name, "ok": False, "message": "no Rule API key"}
-    client = RuleClient(connection.rule_base_url, connection.rule_api_key)
+    client = RuleClient.for_connection(connection)
     try:
         response = client.send("DELETE", f"/subscribers/{quote(email, safe='@')}", params={"identified_by": "email"})
     except RuleRequestError as exc:

@@ -23,7 +23,7 @@ def verify_rule_key(conn: Connection) -> tuple[bool, str]:
     """Ask Rule whether it accepts the stored key; a success is remembered (rule_key_verified_at)."""
     from integration.rule.client import RuleClient
 
-    client = RuleClient(conn.rule_base_url, conn.rule_api_key)
+    client = RuleClient.for_connection(conn)  # the key goes only to the address it was entered for
     try:
         ok, message = client.verify_key()
     finally:

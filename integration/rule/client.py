@@ -9,6 +9,8 @@ import threading
 import requests
 from django.conf import settings
 
+from integration import upstream
+
 USER_AGENT = "centra-rule-bridge/1.0"
 DEFAULT_TIMEOUT = (3.0, 20.0)
 _CACHE_LIMIT = 64
@@ -19,7 +21,7 @@ class RuleRequestError(Exception):
 
     def __init__(self, message: str, *, kind: str, may_have_arrived: bool = False) -> None:
         super().__init__(message)
-        self.kind = kind  # "timeout" or "connection"
+        self.kind = kind  # "timeout", "connection" or "refused" (integration/upstream.py: nothing was sent)
         # True when the request was sent before the answer failed to come (a read timeout, a connection cut
         # mid-answer): Rule may have acted on it, so a retry can be a duplicate.
         self.may_have_arrived = may_have_arrived
@@ -68,11 +70,20 @@ def error_message(response: requests.Response, limit: int = 500) -> str:
 class RuleClient:
     """A client for one Rule account; the key travels only in the Authorization header."""
 
-    def __init__(self, base_url: str, api_key: str, timeout: tuple[float, float] | None = None) -> None:
+    def __init__(
+        self,
+        base_url: str,
+        api_key: str,
+        timeout: tuple[float, float] | None = None,
+        *,
+        key_origin: str | None = None,
+    ) -> None:
         self.base_url = base_url.rstrip("/")
         self.timeout = timeout or configured_timeout()
         self._api_key = api_key
-        self.session = requests.Session()
+        # The origin the key was entered for; None only for a key that was never stored (tests, tools).
+        self.key_origin = key_origin
+        self.session = upstream.checked_session()
         self.session.headers.update(
             {"Authorization": f"Bearer {api_key}", "Accept": "application/json", "User-Agent": USER_AGENT}
         )
@@ -80,13 +91,33 @@ class RuleClient:
     def __repr__(self) -> str:
         return f"RuleClient({self.base_url!r})"
 
+    @classmethod
+    def for_connection(cls, connection) -> RuleClient:  # noqa: ANN001
+        """A client for the connection's Rule account, its key bound to the origin it was entered for."""
+        return cls(connection.rule_base_url, connection.rule_api_key or "", key_origin=connection.rule_api_key_origin)
+
+    def refusal(self) -> str:
+        """Why the key must not go to this client's URL ("" when it may)."""
+        if self._api_key and self.key_origin is not None and upstream.origin(self.base_url) != self.key_origin:
+            where = self.key_origin or "no address (it predates address binding)"
+            return (
+                f"refused: the Rule API key was entered for {where}, not {upstream.origin(self.base_url)}; "
+                "enter the key again for this address"
+            )
+        return ""
+
     def send(self, method: str, path: str, json: object = None, params: dict | None = None) -> requests.Response:
         """One HTTP call; any answer (3xx included, never followed) is returned, no answer raises RuleRequestError."""
         url = self.base_url + (path if path.startswith("/") else "/" + path)
+        refused = self.refusal()
+        if refused:
+            raise RuleRequestError(refused, kind="refused")
         try:
             return self.session.request(
                 method.upper(), url, json=json, params=params, timeout=self.timeout, allow_redirects=False
             )
+        except upstream.RefusedRequest as exc:
+            raise RuleRequestError(scrub(str(exc), self._api_key), kind="refused") from None
         except requests.Timeout as exc:
             message = scrub(f"timeout: {exc.__class__.__name__}: {exc}", self._api_key)
             sent = not isinstance(exc, requests.ConnectTimeout)
@@ -114,19 +145,24 @@ class RuleClient:
         return False, f"Rule answered {error_message(response)}."
 
 
-_clients: dict[tuple[str, str, tuple[float, float]], RuleClient] = {}
+_clients: dict[tuple[str, str, tuple[float, float], str | None], RuleClient] = {}
 _clients_lock = threading.Lock()
 
 
-def get_client(base_url: str, api_key: str) -> RuleClient:
+def get_client(base_url: str, api_key: str, key_origin: str | None = None) -> RuleClient:
     """The worker process's cached client for this account (keeps its connection pool warm)."""
     timeout = configured_timeout()
     # The cache key holds a digest of the API key, never the key itself.
-    cache_key = (base_url.rstrip("/"), hashlib.sha256(api_key.encode()).hexdigest(), timeout)
+    cache_key = (base_url.rstrip("/"), hashlib.sha256(api_key.encode()).hexdigest(), timeout, key_origin)
     with _clients_lock:
         client = _clients.get(cache_key)
         if client is None:
             if len(_clients) >= _CACHE_LIMIT:
                 _clients.pop(next(iter(_clients))).session.close()
-            client = _clients[cache_key] = RuleClient(base_url, api_key, timeout)
+            client = _clients[cache_key] = RuleClient(base_url, api_key, timeout, key_origin=key_origin)
         return client
+
+
+def client_for(connection) -> RuleClient:  # noqa: ANN001
+    """The cached client for a connection (`get_client` with the origin its key is bound to)."""
+    return get_client(connection.rule_base_url, connection.rule_api_key or "", connection.rule_api_key_origin)

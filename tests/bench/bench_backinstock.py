@@ -122,6 +122,9 @@ def setup_django(database_url: str) -> None:
     os.environ["DJANGO_SETTINGS_MODULE"] = "config.settings"
     os.environ["DATABASE_URL"] = database_url
     os.environ.setdefault("LOG_LEVEL", "WARNING")
+    os.environ.setdefault("SECRET_KEY", "bench-backinstock-secret-key-not-for-production")
+    os.environ.setdefault("FIELD_ENCRYPTION_KEY", "bench-backinstock-field-key")
+    os.environ.setdefault("ALLOW_PRIVATE_UPSTREAMS", "1")
     os.environ.pop("REDIS_URL", None)  # the ORM broker: nothing outside the scratch database
     import django
 

@@ -154,11 +154,11 @@ class Command(BaseCommand):
                 raise CommandError(f"Creating connection {name!r} needs {' and '.join(missing)}.")
             conn = Connection(name=name)
         if options["rule_api_key"]:
-            conn.rule_api_key = options["rule_api_key"].strip()
+            conn.enter_secret("rule_api_key", options["rule_api_key"].strip())
         if options["secret"]:
             conn.signing_secrets = "\n".join(s.strip() for s in options["secret"] if s.strip())
         if options["centra_api_token"] is not None:
-            conn.centra_api_token = options["centra_api_token"].strip()
+            conn.enter_secret("centra_api_token", options["centra_api_token"].strip())
         for option, field in (
             ("rule_api_url", "rule_api_url"),
             ("centra_api_url", "centra_api_url"),
@@ -193,6 +193,7 @@ class Command(BaseCommand):
                 **(conn.tracking_link_templates or {}),
                 **_tracking(options["tracking_link"]),
             }
+        _require_secret_for_new_address(conn, options)
         try:
             conn.full_clean(exclude=["token"])
         except ValidationError as exc:
@@ -202,6 +203,24 @@ class Command(BaseCommand):
             if creating:
                 Flow.create_defaults(conn)  # a new connection starts with every catalog event's flow
         return conn
+
+
+def _require_secret_for_new_address(conn: Connection, options: dict) -> None:
+    """A stored secret goes only to the address it was entered for: a URL option that moves it elsewhere needs
+    the secret option too."""
+    for secret_field, secret_option, url_option in (
+        ("rule_api_key", "--rule-api-key", "--rule-api-url"),
+        ("centra_api_token", "--centra-api-token", "--centra-api-url"),
+    ):
+        bound = getattr(conn, f"{secret_field}_origin")
+        if not bound or options[secret_option[2:].replace("-", "_")] is not None:
+            continue
+        target = conn.secret_sent_to(secret_field)
+        if target != bound:
+            raise CommandError(
+                f"{url_option} moves the stored {secret_field.replace('_', ' ')} from {bound} to "
+                f"{target or 'no address'}: give {secret_option} again (the stored one is only sent to {bound})."
+            )
 
 
 def _masked_errors(exc: ValidationError) -> str:
