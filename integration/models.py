@@ -60,6 +60,9 @@ class Connection(models.Model):
 
     name = models.SlugField(max_length=100, unique=True)
     token = models.CharField(max_length=64, unique=True, default=new_token, editable=False)
+    # After a rotation the old URL token keeps working until previous_token_expires_at (integration/inbound/tokens.py).
+    previous_token = models.CharField(max_length=64, blank=True, default="", db_index=True, editable=False)
+    previous_token_expires_at = models.DateTimeField(null=True, blank=True, editable=False)
     # One secret per line; several allow rotation without downtime. Encrypted at rest.
     signing_secrets = EncryptedTextField(blank=True, default="")
     rule_api_key = EncryptedTextField(blank=True, default="")

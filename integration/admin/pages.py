@@ -142,7 +142,7 @@ class ConnectionAdmin(ConnectionPageMixin, admin.ModelAdmin):
     list_display = ("name", "health", "rule_api_key_masked", "test_email", "updated_at")
     list_filter = ("status",)
     search_fields = ("name",)
-    actions = ["send_test_call", "verify_rule_api_key", "verify_centra_api_token", "pause", "resume"]
+    actions = ["send_test_call", "verify_rule_api_key", "verify_centra_api_token", "pause", "resume", "rotate_token"]
     readonly_fields = (
         "inbound_urls",
         "signing_secrets_masked",
@@ -319,6 +319,16 @@ class ConnectionAdmin(ConnectionPageMixin, admin.ModelAdmin):
         for conn in queryset:
             delivery.resume_connection(conn)
             self.message_user(request, f"{conn.name}: resumed.")
+
+    @admin.action(
+        description="Rotate inbound URL token (new URLs; the old ones keep working for the grace period)",
+        permissions=["change"],
+    )
+    def rotate_token(self, request: HttpRequest, queryset) -> None:
+        from integration.inbound.tokens import rotate_token
+
+        for conn in queryset:
+            self.message_user(request, rotate_token(conn).summary(), messages.SUCCESS)
 
     # Preview ---------------------------------------------------------------------------------------------------
 

@@ -28,6 +28,7 @@ from django.utils.dateparse import parse_datetime
 from integration import catalog
 from integration.inbound import strict_json
 from integration.inbound.signature import HEADER, SignatureError, verify_signature
+from integration.inbound.tokens import connection_by_token
 from integration.inbound.validation import (
     CheckedEvent,
     check_catalogue,
@@ -120,7 +121,7 @@ def connection_for_token(token: str) -> Connection:
     decrypted on the request path)."""
     if not _TOKEN.fullmatch(token):
         raise InboundError(404, "unknown endpoint")
-    connection = Connection.objects.only("id", "name", "signing_secrets", "time_zone").filter(token=token).first()
+    connection = connection_by_token(token, "id", "name", "signing_secrets", "time_zone")
     if connection is None:
         raise InboundError(404, "unknown endpoint")
     return connection

@@ -1,9 +1,11 @@
-"""`manage.py connection upsert|list|show`: create or change connections; prints JSON, secrets masked."""
+"""`manage.py connection upsert|list|show|rotate-token`: create or change connections, give one new inbound URLs;
+prints JSON, secrets masked."""
 
 from __future__ import annotations
 
 import argparse
 import json
+from datetime import timedelta
 
 from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
@@ -11,6 +13,7 @@ from django.core.validators import URLValidator, validate_email
 from django.db import transaction
 
 from integration.encryption import mask
+from integration.inbound.tokens import rotate_token
 from integration.mapping.values import known_zone
 from integration.models import Connection, Flow
 
@@ -34,6 +37,11 @@ def connection_json(conn: Connection, *, with_flows: bool = False) -> dict:
         "hold_until": conn.hold_until.isoformat() if conn.hold_until else None,
         "events_url": conn.events_url(),
         "webhook_url": conn.webhook_url(),
+        "previous_urls_valid_until": (
+            conn.previous_token_expires_at.isoformat()
+            if conn.previous_token and conn.previous_token_expires_at
+            else None
+        ),
         "rule_api_url": conn.rule_base_url,
         "rule_api_key": mask(conn.rule_api_key),
         "signing_secrets": [mask(s) for s in conn.signing_secret_list],
@@ -119,6 +127,16 @@ class Command(BaseCommand):
             metavar="CARRIER=TEMPLATE",
             help="tracking link template per carrier (repeatable; carrier 'default' is the fallback)",
         )
+        rotate = sub.add_parser(
+            "rotate-token", help="new inbound URLs; the old ones keep working for the grace period, then 404"
+        )
+        rotate.add_argument("name")
+        rotate.add_argument(
+            "--grace-hours",
+            type=float,
+            default=None,
+            help="how long the old URLs keep working (default TOKEN_ROTATION_GRACE_HOURS; 0: stop them now)",
+        )
         sub.add_parser("list", help="every connection")
         show = sub.add_parser("show", help="one connection with its flows")
         show.add_argument("name")
@@ -139,6 +157,14 @@ class Command(BaseCommand):
             if options["reveal"]:
                 data["signing_secrets"] = conn.signing_secret_list
             print_json(self, data)
+        elif action == "rotate-token":
+            hours = options["grace_hours"]
+            if hours is not None and hours < 0:
+                raise CommandError("--grace-hours cannot be negative.")
+            grace = None if hours is None else timedelta(hours=hours)
+            rotated = rotate_token(get_connection(options["name"]), grace)
+            print_json(self, connection_json(rotated.connection))
+            self.stderr.write(rotated.summary())
         else:
             print_json(self, connection_json(self.upsert(options), with_flows=True))
 
