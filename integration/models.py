@@ -560,6 +560,35 @@ class RejectedCall(models.Model):
         return f"{self.status_code} {self.endpoint} {self.at:%Y-%m-%d %H:%M:%S}"
 
 
+class ErasureKey(models.Model):
+    """The key of the tombstones' keyed hash: random, made once, stored encrypted like the other secrets (so
+    neither a copy of the database alone nor a rotation of SECRET_KEY affects the tombstones)."""
+
+    key = EncryptedTextField()
+
+    def __str__(self) -> str:
+        return "erasure key"
+
+
+class ForgottenSubscriber(models.Model):
+    """A tombstone left by `forget_subscriber`: a keyed hash of the normalized email, never the email itself.
+
+    An event about this person that happened before `forgotten_at` (a replayed request, a late webhook) is
+    dropped and shown as ignored, so erasure is not undone by what was already on its way."""
+
+    email_hash = models.CharField(max_length=64, db_index=True)
+    connection = models.ForeignKey(
+        Connection, null=True, blank=True, on_delete=models.CASCADE, help_text="Empty: every connection."
+    )
+    forgotten_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["-forgotten_at"]
+
+    def __str__(self) -> str:
+        return f"forgotten subscriber {self.email_hash[:12]} ({self.forgotten_at:%Y-%m-%d})"
+
+
 # The history import's records and Rule's call budget are defined beside their code; imported here so Django
 # registers them with this app.
 from integration.history.models import HistoryBatch, HistoryImport, HistoryItem  # noqa: E402, F401

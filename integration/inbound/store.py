@@ -39,6 +39,7 @@ from integration.inbound.validation import (
 from integration.mapping.values import dig, zone
 from integration.models import Connection, InboundEvent
 from integration.queue import enqueue, shared_broker
+from integration.tombstones import drop_forgotten_rows
 
 log = logging.getLogger(__name__)
 
@@ -339,6 +340,8 @@ def store_events(connection: Connection, rows: list[NewEvent]) -> StoreResult:
     (usually one), and one task on commit carrying the ids of the new events to process.
     """
     result = StoreResult()
+    # A replayed request or a late event about someone erased is kept only as an ignored row with the reason.
+    drop_forgotten_rows(connection, rows)
     first_of_key: dict[str, NewEvent] = {}
     repeats: Counter[str] = Counter()
     for row in rows:

@@ -1,16 +1,15 @@
-"""Retention and erasure: purge finished rows older than the retention, forget one subscriber's data."""
+"""Retention: purge finished rows older than the retention (erasure of one person: integration/ops/erasure.py)."""
 
 from __future__ import annotations
 
 from datetime import datetime, timedelta
-from urllib.parse import quote
 
 from django.conf import settings
 from django.db import transaction
 from django.db.models import QuerySet
 from django.utils import timezone
 
-from integration.models import Connection, Delivery, DeliveryHour, InboundEvent, RejectedCall
+from integration.models import Delivery, DeliveryHour, InboundEvent, RejectedCall
 
 BATCH_SIZE = 1000
 
@@ -48,57 +47,4 @@ def purge(days: int | None = None, *, now: datetime | None = None, batch_size: i
         # The console's hourly counts and the rejected calls age out with the log they summarise.
         "delivery_hours_deleted": delete_in_batches(DeliveryHour.objects.filter(hour__lt=cutoff), batch_size),
         "rejected_calls_deleted": delete_in_batches(RejectedCall.objects.filter(at__lt=cutoff), batch_size),
-    }
-
-
-def forget_subscriber(email: str, *, connection: Connection | None = None, at_rule: bool = False) -> dict:
-    """Delete every stored inbound event and delivery of `email` (and, with at_rule, the subscriber at Rule)."""
-    email = email.strip()
-    if not email:
-        raise ValueError("an email is required")
-    connections = [connection] if connection else list(Connection.objects.all())
-    # Case-insensitive: the same person may have typed their address differently over time.
-    deliveries = Delivery.objects.filter(email__iexact=email)
-    inbound = InboundEvent.objects.filter(email__iexact=email)
-    if connection is not None:
-        deliveries = deliveries.filter(connection=connection)
-        inbound = inbound.filter(connection=connection)
-    result: dict = {
-        "email": email,
-        "deliveries_deleted": delete_in_batches(deliveries),
-        "inbound_events_deleted": delete_in_batches(inbound),
-    }
-    if at_rule:
-        result["rule"] = [delete_at_rule(conn, email) for conn in connections]
-    return result
-
-
-def delete_at_rule(connection: Connection, email: str) -> dict:
-    """DELETE /subscribers/<email>?identified_by=email on the connection's Rule account."""
-    from integration.rule.client import RuleClient, RuleRequestError, error_message
-
-    if not connection.rule_api_key:
-        return {"connection": connection.name, "ok": False, "message": "no Rule API key"}
-    client = RuleClient.for_connection(connection)
-    try:
-        response = client.send("DELETE", f"/subscribers/{quote(email, safe='@')}", params={"identified_by": "email"})
-    except RuleRequestError as exc:
-        return {"connection": connection.name, "ok": False, "message": str(exc)}
-    finally:
-        client.session.close()
-    if 200 <= response.status_code < 300:
-        return {
-            "connection": connection.name,
-            "ok": True,
-            "status_code": response.status_code,
-            "message": "deleted at Rule",
-        }
-    if response.status_code == 404:
-        # Nothing to erase there is what the person asked for.
-        return {"connection": connection.name, "ok": True, "status_code": 404, "message": "not found at Rule"}
-    return {
-        "connection": connection.name,
-        "ok": False,
-        "status_code": response.status_code,
-        "message": error_message(response),
     }

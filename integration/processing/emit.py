@@ -5,10 +5,11 @@ from __future__ import annotations
 import hashlib
 import uuid
 
+from integration import tombstones
 from integration.delivery import engine as delivery
 from integration.mapping import FlowConfig, MappingContext, MappingError, build_request, map_event, object_key
 from integration.models import Connection, Delivery, Flow, InboundEvent
-from integration.processing.dispatch import PermanentError
+from integration.processing.dispatch import Ignored, PermanentError
 
 
 def flow_for(connection: Connection, event: str) -> Flow:
@@ -63,6 +64,12 @@ def emit_event(
         request = render(connection, event, payload, flow=flow, email_override=email_override)
     except MappingError as exc:
         raise PermanentError(str(exc)) from exc
+    if trigger != Delivery.Trigger.TEST:
+        # About someone erased, and from before the erasure (a late webhook, a catch-up): marked ignored.
+        occurred = inbound_event.occurred_at if inbound_event else None
+        reason = tombstones.check(connection.pk, payload, occurred, request.email)
+        if reason:
+            raise Ignored(reason)
     if trigger == Delivery.Trigger.TEST:
         key = f"test:{event}:{uuid.uuid4().hex}"
     elif key is None:

@@ -21,7 +21,7 @@ from django.utils import timezone
 from integration.centra.client import CentraClient, CentraError, CentraQueryError
 from integration.models import Connection, Delivery, InboundEvent
 from integration.processing.centra_sync import ORDER, RETURN, SHIPMENT, apply_state, decide, record_centra_error
-from integration.processing.dispatch import PermanentError
+from integration.processing.dispatch import Ignored, PermanentError
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +65,8 @@ def catch_up(connection: Connection, kind: str, doc: dict) -> int:
                     connection, kind, doc, inbound=inbound, trigger=Delivery.Trigger.RECONCILE, decision=decision
                 )
             inbound.status = InboundEvent.Status.PROCESSED
+        except Ignored as exc:  # about a forgotten subscriber
+            stored, inbound.status, inbound.error = [], InboundEvent.Status.IGNORED, str(exc)
         except PermanentError as exc:
             stored, inbound.status, inbound.error = [], InboundEvent.Status.FAILED, str(exc)
         except Exception as exc:  # a passing fault: the row stays `received` and the sweeper fetches it again

@@ -5,11 +5,16 @@ from __future__ import annotations
 from django.core.management.base import BaseCommand, CommandError
 
 from integration.management.commands.connection import get_connection, print_json
-from integration.ops.retention import forget_subscriber
+from integration.ops.erasure import forget_subscriber
 
 
 class Command(BaseCommand):
-    help = "Delete the stored inbound events and deliveries of an email; with --rule also the subscriber at Rule."
+    help = (
+        "Erase everything stored about an email (inbound events and the deliveries built from them, deliveries, "
+        "back-in-stock watchers, admin history; batch deliveries keep their other recipients), keep a hashed "
+        "tombstone so replays and late webhooks about them are dropped, print what was erased and what remains "
+        "outside. With --rule also the subscriber at Rule."
+    )
 
     def add_arguments(self, parser) -> None:
         parser.add_argument("email")

@@ -1,0 +1,123 @@
+"""Who was forgotten: emails normalized, found in any JSON, hashed with a key into tombstones, and the check that
+drops an event about a forgotten person (at the door and again when processing)."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import re
+import secrets
+from collections.abc import Iterable
+from datetime import datetime
+from functools import cache
+from typing import Any
+
+from django.db.models import Q
+
+from integration.models import Connection, ErasureKey, ForgottenSubscriber
+
+# Good enough to find addresses inside free text and JSON strings; what counts is the comparison after it.
+_EMAIL = re.compile(r"[^\s@<>()\[\],;:\"'/\\]+@[^\s@<>()\[\],;:\"'/\\]+\.[^\s@<>()\[\],;:\"'/\\]+")
+
+
+def normalize_email(value: str) -> str:
+    """How an email is compared: surrounding whitespace (any kind) dropped, lower case."""
+    return (value or "").strip().lower()
+
+
+def mention_pattern(email: str) -> re.Pattern:
+    """Matches `email` inside a longer text, case-insensitively, but not as part of another address
+    (anna@example.com is not in joanna@example.com or anna@example.com.evil)."""
+    return re.compile(r"(?<![\w.+\-])" + re.escape(normalize_email(email)) + r"(?![\w\-]|\.\w)", re.IGNORECASE)
+
+
+def emails_in(value: Any) -> set[str]:
+    """Every email-looking string inside a JSON value (keys and values, any depth), normalized."""
+    found: set[str] = set()
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            if "@" in item:
+                found.update(normalize_email(m) for m in _EMAIL.findall(item))
+        elif isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list | tuple):
+            stack.extend(item)
+    return found
+
+
+@cache
+def _key(db_alias: str) -> bytes:
+    # Made once per installation; every process reads the same row.
+    row, _ = ErasureKey.objects.using(db_alias).get_or_create(pk=1, defaults={"key": secrets.token_hex(32)})
+    return row.key.encode()
+
+
+def email_hash(email: str, db_alias: str = "default") -> str:
+    """The tombstone's keyed hash (HMAC-SHA256) of a normalized email."""
+    return hmac.new(_key(db_alias), normalize_email(email).encode(), hashlib.sha256).hexdigest()
+
+
+def bury(email: str, connection: Connection | None, now: datetime) -> ForgottenSubscriber:
+    """Record (or refresh) the tombstone of `email` for one connection or all."""
+    stone, _ = ForgottenSubscriber.objects.update_or_create(
+        email_hash=email_hash(email), connection=connection, defaults={"forgotten_at": now}
+    )
+    return stone
+
+
+def forgotten(connection_id: int, emails: Iterable[str]) -> dict[str, datetime]:
+    """Which of these (normalized) emails were forgotten, for this connection or all: {email: when} (one query)."""
+    by_hash = {email_hash(e): e for e in emails if e}
+    if not by_hash:
+        return {}
+    found: dict[str, datetime] = {}
+    stones = ForgottenSubscriber.objects.filter(email_hash__in=list(by_hash)).filter(
+        Q(connection_id=connection_id) | Q(connection__isnull=True)
+    )
+    for digest, when in stones.values_list("email_hash", "forgotten_at"):
+        email = by_hash[digest]
+        found[email] = max(when, found.get(email, when))
+    return found
+
+
+def drop_reason(when: datetime) -> str:
+    return (
+        f"dropped: about a subscriber erased on {when:%Y-%m-%d %H:%M} UTC (forget_subscriber); "
+        "nothing of the event was kept"
+    )
+
+
+def _reason(stones: dict[str, datetime], emails: set[str], occurred_at: datetime | None) -> str:
+    # An event that happened after the erasure is kept: the person came back (a new sign-up, a new order).
+    dates = [stones[e] for e in emails if e in stones]
+    if not dates or (occurred_at is not None and occurred_at > max(dates)):
+        return ""
+    return drop_reason(max(dates))
+
+
+def check(connection_id: int, payload: Any, occurred_at: datetime | None, *extra_emails: str) -> str:
+    """The reason to drop an event about a forgotten person ("" to keep it): an email in it (or given) that was
+    forgotten before the event happened, or with no time known."""
+    emails = emails_in(payload) | {normalize_email(e) for e in extra_emails if e}
+    return _reason(forgotten(connection_id, emails), emails, occurred_at)
+
+
+def drop_forgotten_rows(connection: Connection, rows: list) -> None:
+    """Inbound rows (integration.inbound.store.NewEvent) about a forgotten person: stored as ignored, with the
+    reason and without the payload, email or a reference that holds an email. One query for the request."""
+    emails = {id(row): (emails_in(row.payload) | {normalize_email(row.email)}) - {""} for row in rows}
+    everyone = set().union(*emails.values()) if emails else set()
+    if not everyone:
+        return
+    stones = forgotten(connection.pk, everyone)
+    if not stones:
+        return
+    for row in rows:
+        reason = _reason(stones, emails[id(row)], row.occurred_at)
+        if reason:
+            row.payload, row.email, row.ignore_reason = {}, "", reason
+            if "@" in row.object_ref:
+                row.object_ref = ""
