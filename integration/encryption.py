@@ -66,3 +66,47 @@ class EncryptedTextField(models.TextField):
         if value is None or value == "":
             return value
         return encrypt(value)
+
+
+def encrypted_fields() -> list[tuple[type[models.Model], EncryptedTextField]]:
+    """Every (model, field) stored encrypted, in every installed app."""
+    from django.apps import apps
+
+    return [
+        (model, field)
+        for model in apps.get_models()
+        for field in model._meta.concrete_fields
+        if isinstance(field, EncryptedTextField)
+    ]
+
+
+def reencrypt_all() -> dict:
+    """Re-encrypt every stored secret with the newest FIELD_ENCRYPTION_KEY (MultiFernet.rotate), row by row, on
+    the raw column (nothing decrypted leaves this function). Values no configured key can decrypt are listed,
+    never changed: {"reencrypted": n, "empty": n, "undecryptable": ["app.Model.field #pk", ...]}."""
+    from django.db import connection, transaction
+
+    result: dict = {"reencrypted": 0, "empty": 0, "undecryptable": []}
+    quote = connection.ops.quote_name
+    for model, field in encrypted_fields():
+        table, column, pk = model._meta.db_table, field.column, model._meta.pk.column
+        with connection.cursor() as cursor:
+            cursor.execute(f"SELECT {quote(pk)}, {quote(column)} FROM {quote(table)}")
+            rows = cursor.fetchall()
+        for row_pk, stored in rows:
+            if not stored:
+                result["empty"] += 1
+                continue
+            try:
+                if not stored.startswith(PREFIX):
+                    raise InvalidToken
+                rotated = PREFIX + fernet().rotate(stored[len(PREFIX) :].encode()).decode()
+            except InvalidToken:
+                result["undecryptable"].append(f"{model._meta.label}.{field.name} #{row_pk}")
+                continue
+            with transaction.atomic(), connection.cursor() as cursor:
+                cursor.execute(
+                    f"UPDATE {quote(table)} SET {quote(column)} = %s WHERE {quote(pk)} = %s", [rotated, row_pk]
+                )
+            result["reencrypted"] += 1
+    return result

@@ -9,7 +9,6 @@ import re
 import secrets
 from collections.abc import Iterable
 from datetime import datetime
-from functools import cache
 from typing import Any
 
 from django.db.models import Q
@@ -48,16 +47,23 @@ def emails_in(value: Any) -> set[str]:
     return found
 
 
-@cache
-def _key(db_alias: str) -> bytes:
-    # Made once per installation; every process reads the same row.
-    row, _ = ErasureKey.objects.using(db_alias).get_or_create(pk=1, defaults={"key": secrets.token_hex(32)})
-    return row.key.encode()
+def _key(*, create: bool = False) -> bytes | None:
+    """The installation's erasure key (made by the first erasure; every process reads the same row). Not cached:
+    a key cached from a row whose transaction was rolled back would never match the tombstones written later."""
+    if create:
+        row, _ = ErasureKey.objects.get_or_create(pk=1, defaults={"key": secrets.token_hex(32)})
+        return row.key.encode()
+    key = ErasureKey.objects.filter(pk=1).values_list("key", flat=True).first()
+    return key.encode() if key else None
 
 
-def email_hash(email: str, db_alias: str = "default") -> str:
-    """The tombstone's keyed hash (HMAC-SHA256) of a normalized email."""
-    return hmac.new(_key(db_alias), normalize_email(email).encode(), hashlib.sha256).hexdigest()
+def _hash(key: bytes, email: str) -> str:
+    return hmac.new(key, normalize_email(email).encode(), hashlib.sha256).hexdigest()
+
+
+def email_hash(email: str) -> str:
+    """The tombstone's keyed hash (HMAC-SHA256 with the erasure key) of a normalized email."""
+    return _hash(_key(create=True), email)
 
 
 def bury(email: str, connection: Connection | None, now: datetime) -> ForgottenSubscriber:
@@ -70,9 +76,11 @@ def bury(email: str, connection: Connection | None, now: datetime) -> ForgottenS
 
 def forgotten(connection_id: int, emails: Iterable[str]) -> dict[str, datetime]:
     """Which of these (normalized) emails were forgotten, for this connection or all: {email: when} (one query)."""
-    by_hash = {email_hash(e): e for e in emails if e}
-    if not by_hash:
+    emails = [e for e in emails if e]
+    key = _key() if emails else None
+    if key is None:  # nobody was ever forgotten
         return {}
+    by_hash = {_hash(key, e): e for e in emails}
     found: dict[str, datetime] = {}
     stones = ForgottenSubscriber.objects.filter(email_hash__in=list(by_hash)).filter(
         Q(connection_id=connection_id) | Q(connection__isnull=True)
