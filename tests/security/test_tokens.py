@@ -125,12 +125,12 @@ def serve_and_post(command: list[str], port: int, conn: Connection) -> str:
     proc = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
         base = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + 60
         while True:
             try:
-                requests.get(base + "/healthz", timeout=2)
+                requests.get(base + "/healthz", timeout=10)
                 break
-            except requests.ConnectionError:
+            except requests.RequestException:  # not listening yet, or still loading the app
                 if time.monotonic() > deadline or proc.poll() is not None:
                     raise AssertionError("the server did not start") from None
                 time.sleep(0.2)
