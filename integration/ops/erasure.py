@@ -6,7 +6,7 @@
    normalized (case, surrounding spaces), deleted with the deliveries built from them.
 3. Deliveries that mention it (column, request body, last error, notes): deleted; a back-in-stock batch (many
    recipients in one request body, the recipients it records) keeps the others and loses only this person.
-4. The admin's change history entries that name the email.
+4. The admin's change history entries and the refused inbound calls (their first bytes) that name the email.
 5. Every app that stores people answers the core's `subscriber_forgotten` signal (back in stock: watchers).
 6. On SQLite, deleted content is overwritten (secure_delete) and the WAL checkpointed.
 Searches run in the database (a LIKE over the JSON as text, on SQLite and PostgreSQL) to find candidates, and
@@ -26,7 +26,7 @@ from django.db.models.functions import Cast
 from django.utils import timezone
 
 from integration import tombstones
-from integration.models import Connection, Delivery, DeliveryAttempt, InboundEvent
+from integration.models import Connection, Delivery, DeliveryAttempt, InboundEvent, RejectedCall
 from integration.signals import subscriber_forgotten
 
 BATCH_SIZE = 500
@@ -159,6 +159,15 @@ def _erase_admin_history(pattern, needles: list[str]) -> int:
     return _delete_ids(LogEntry, ids)
 
 
+def _erase_rejected_calls(pattern, needles: list[str], connection: Connection | None) -> int:
+    """Refused inbound calls keep the first bytes of their body: those naming the email go."""
+    found = RejectedCall.objects.filter(_text_match(["body_start", "reason"], needles))
+    if connection is not None:
+        found = found.filter(connection=connection)
+    ids = [pk for pk, *values in found.values_list("pk", "body_start", "reason") if _mentions(pattern, *values)]
+    return _delete_ids(RejectedCall, ids)
+
+
 def _checkpoint_sqlite() -> str | None:
     """SQLite only: copy the WAL into the database and truncate it (deleted pages were zeroed by secure_delete)."""
     db = connections["default"]
@@ -204,6 +213,7 @@ def forget_subscriber(email: str, *, connection: Connection | None = None, at_ru
         "batch_deliveries_redacted": deliveries["batches_redacted"],
         "inbound_events_deleted": _delete_ids(InboundEvent, inbound_ids),
         "admin_history_entries_deleted": _erase_admin_history(pattern, needles),
+        "rejected_calls_deleted": _erase_rejected_calls(pattern, needles, connection),
     }
     for _receiver, counts in subscriber_forgotten.send(
         sender=Connection, email=email, connection=connection, mentions=lambda text: bool(pattern.search(text or ""))

@@ -25,7 +25,7 @@ from backinstock.models import Watcher
 from backinstock.stock import record_stock
 from integration.inbound.signature import sign
 from integration.mapping.samples import SAMPLES
-from integration.models import Delivery, ForgottenSubscriber, InboundEvent
+from integration.models import Delivery, ForgottenSubscriber, InboundEvent, RejectedCall
 from integration.sandbox.fake_centra import webhook_body
 from integration.tombstones import mention_pattern
 from tests.factories import ConnectionFactory, InboundEventFactory
@@ -166,6 +166,11 @@ def anna_everywhere(shop, rule_connection, fake_rule):
         action_flag=CHANGE,
         change_message="[]",
     )
+    # a refused call (no signature) whose first bytes, kept for the console, carry her email
+    raw = json.dumps(event("evt-anna-bad", "Newsletter", {"email": ANNA, "language": "sv"}))
+    RejectedCall.objects.create(
+        connection=conn, endpoint="events", status_code=401, reason="signature rejected", body_start=raw[:256]
+    )
     # people who must stay: Joanna (whose address contains Anna's) and Bo's own sign-up
     joanna = shop.post(
         conn, event("evt-jo-1", "Newsletter", {"email": "joanna.lindqvist@example.com", "language": "sv"})
@@ -193,6 +198,7 @@ def test_erasure_leaves_no_row_with_her_email_name_or_address(anna_everywhere, f
     assert result["batch_deliveries_redacted"] == 1
     assert result["backinstock_watchers_deleted"] == 2
     assert result["admin_history_entries_deleted"] == 1
+    assert result["rejected_calls_deleted"] == 1
     assert any("backups" in line for line in result["remains_outside"])
     assert any(line.startswith("Rule:") for line in result["remains_outside"])
     # the others stay: Bo keeps his alert (without her) and his watcher, Joanna and Bo their sign-ups
