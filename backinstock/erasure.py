@@ -10,7 +10,7 @@ from django.db import transaction
 from backinstock.models import Watcher
 
 
-def forget_watchers(sender, *, email: str, connection, mentions, **kwargs) -> dict:  # noqa: ANN001
+def forget_watchers(sender, *, email: str, connection, mentions, **kwargs) -> dict:
     """Delete every watcher of `email` (compared trimmed and without case); {"backinstock_watchers_deleted": n}."""
     candidates = Watcher.objects.filter(email__icontains=email)
     if connection is not None:

@@ -181,7 +181,7 @@ class Connection(models.Model):
             raise ValidationError(errors)
 
     @classmethod
-    def from_db(cls, db, field_names, values):  # noqa: ANN001, ANN206
+    def from_db(cls, db, field_names, values):
         instance = super().from_db(db, field_names, values)
         instance._remember_secrets()
         return instance

@@ -110,13 +110,13 @@ def check_url(url: str, *, resolve: bool = True) -> None:
 class RefusedConnection(NewConnectionError):
     """Raised inside urllib3 when the connected address is refused (turned into RefusedRequest below)."""
 
-    def __init__(self, conn, detail: str) -> None:  # noqa: ANN001
+    def __init__(self, conn, detail: str) -> None:
         super().__init__(conn, detail)
         self.detail = detail
 
 
 class _PeerChecked:
-    def _new_conn(self):  # noqa: ANN202
+    def _new_conn(self):
         sock = super()._new_conn()
         try:
             check_address(str(sock.getpeername()[0]), str(self.host))
@@ -167,12 +167,12 @@ class CheckedAdapter(HTTPAdapter):
         super().init_poolmanager(*args, **kwargs)
         self.poolmanager.pool_classes_by_scheme = POOL_CLASSES
 
-    def proxy_manager_for(self, proxy, **proxy_kwargs):  # noqa: ANN001, ANN201
+    def proxy_manager_for(self, proxy, **proxy_kwargs):
         manager = super().proxy_manager_for(proxy, **proxy_kwargs)
         manager.pool_classes_by_scheme = POOL_CLASSES
         return manager
 
-    def send(self, request, *args, **kwargs):  # noqa: ANN001, ANN201
+    def send(self, request, *args, **kwargs):
         try:
             check_url(request.url, resolve=False)
         except UpstreamRefused as exc:

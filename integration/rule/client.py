@@ -92,7 +92,7 @@ class RuleClient:
         return f"RuleClient({self.base_url!r})"
 
     @classmethod
-    def for_connection(cls, connection) -> RuleClient:  # noqa: ANN001
+    def for_connection(cls, connection) -> RuleClient:
         """A client for the connection's Rule account, its key bound to the origin it was entered for."""
         return cls(connection.rule_base_url, connection.rule_api_key or "", key_origin=connection.rule_api_key_origin)
 
@@ -163,6 +163,6 @@ def get_client(base_url: str, api_key: str, key_origin: str | None = None) -> Ru
         return client
 
 
-def client_for(connection) -> RuleClient:  # noqa: ANN001
+def client_for(connection) -> RuleClient:
     """The cached client for a connection (`get_client` with the origin its key is bound to)."""
     return get_client(connection.rule_base_url, connection.rule_api_key or "", connection.rule_api_key_origin)
