@@ -5,7 +5,6 @@ a late webhook) while a new sign-up after the erasure still works. Runs on SQLit
 
 from __future__ import annotations
 
-import copy
 import hashlib
 import json
 from datetime import timedelta
@@ -24,7 +23,7 @@ from backinstock.alerts import run_restock
 from backinstock.models import Watcher
 from backinstock.stock import record_stock
 from integration.inbound.signature import sign
-from integration.mapping.samples import SAMPLES
+from integration.mapping.samples import sample
 from integration.models import Delivery, ForgottenSubscriber, InboundEvent, RejectedCall
 from integration.sandbox.fake_centra import webhook_body
 from integration.tombstones import mention_pattern
@@ -78,7 +77,7 @@ def event(event_id: str, event_type: str, body: dict, occurred: str = "2026-11-2
 
 def bos_order_shipped_to_anna() -> dict:
     """Another buyer (Bo) whose order is shipped to Anna: her email only inside the payload, odd case and spacing."""
-    body = copy.deepcopy(SAMPLES["OrderShipped"])
+    body = sample("OrderShipped")
     order = body["shipment"]["order"]
     order["number"] = 20001
     body["shipment"]["id"] = 5501
@@ -131,7 +130,7 @@ def anna_everywhere(shop, rule_connection, fake_rule):
     """Anna in every table that can hold a person, beside others who must stay."""
     conn = rule_connection
     # her own order, through the endpoint and the worker, delivered to Rule (attempts, cart-tag follow-up)
-    own, own_raw, own_headers = shop.post(conn, event("evt-anna-1", "OrderCompleted", SAMPLES["OrderCompleted"]))
+    own, own_raw, own_headers = shop.post(conn, event("evt-anna-1", "OrderCompleted", sample("OrderCompleted")))
     assert own.status_code == 200
     # another buyer's order shipped to her
     assert shop.post(conn, event("evt-bo-1", "OrderShipped", bos_order_shipped_to_anna()))[0].status_code == 200
