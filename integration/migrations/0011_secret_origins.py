@@ -15,7 +15,7 @@ def bind_existing(apps, schema_editor):
 
 
 class Migration(migrations.Migration):
-    dependencies = [("integration", "0009_connection_back_in_stock_settings_moved")]
+    dependencies = [("integration", "0010_console_pages")]
 
     operations = [
         migrations.AddField(
