@@ -15,7 +15,7 @@ def bind_existing(apps, schema_editor):
 
 
 class Migration(migrations.Migration):
-    dependencies = [("integration", "0010_console_pages")]
+    dependencies = [("integration", "0011_alerts_schedule")]
 
     operations = [
         migrations.AddField(
