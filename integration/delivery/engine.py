@@ -229,9 +229,7 @@ def _send_claimed(delivery: Delivery, note: str = "") -> DeliveryAttempt:
     started = time.monotonic()
     response = None
     try:
-        response = client_for(connection).send(
-            delivery.method, delivery.path, json=delivery.request_body
-        )
+        response = client_for(connection).send(delivery.method, delivery.path, json=delivery.request_body)
     except RuleRequestError as exc:
         attempt.error = str(exc)
         if exc.may_have_arrived:
