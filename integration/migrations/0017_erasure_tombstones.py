@@ -9,7 +9,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('integration', '0014_token_rotation'),
+        ('integration', '0016_token_rotation'),
     ]
 
     operations = [

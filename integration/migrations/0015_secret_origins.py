@@ -15,7 +15,7 @@ def bind_existing(apps, schema_editor):
 
 
 class Migration(migrations.Migration):
-    dependencies = [("integration", "0012_inbound_retry_schedule")]
+    dependencies = [("integration", "0014_history_import_schedule")]
 
     operations = [
         migrations.AddField(

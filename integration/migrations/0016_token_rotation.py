@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('integration', '0013_secret_origins'),
+        ('integration', '0015_secret_origins'),
     ]
 
     operations = [
