@@ -45,7 +45,7 @@ from integration.models import Connection, Delivery, Flow, InboundEvent
 from integration.processing.emit import flow_for
 from integration.retry import parse_retry_after
 from integration.rule import budget
-from integration.rule.client import RuleRequestError, error_message, get_client, scrub
+from integration.rule.client import RuleRequestError, client_for, error_message, scrub
 
 log = logging.getLogger(__name__)
 
@@ -570,7 +570,7 @@ def _send(run: HistoryImport, connection: Connection, batch: HistoryBatch) -> tu
     HistoryBatch.objects.filter(pk=batch.pk).update(
         status=B.SENDING, attempts=batch.attempts, started_at=batch.started_at
     )
-    client = get_client(connection.rule_base_url, connection.rule_api_key or "")
+    client = client_for(connection)  # the key goes only to the address it was entered for
     started = time.monotonic()
     response, error = None, ""
     try:
