@@ -48,6 +48,7 @@ def suite_environment(database_url: str, redis_url: str) -> dict[str, str]:
         "FIELD_ENCRYPTION_KEY": base64.urlsafe_b64encode(os.urandom(32)).decode(),
         "ALLOWED_HOSTS": "127.0.0.1,localhost",
         "ALLOW_PRIVATE_UPSTREAMS": "1",  # the fake Rule listens on 127.0.0.1
+        "SANDBOX": "1",  # ... and speaks plain http, which only the sandbox (tests, make run) accepts
         "Q_WORKERS": "2",
         "Q_CLUSTER_NAME": "faults",
         "LOG_LEVEL": "WARNING",
