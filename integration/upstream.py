@@ -127,11 +127,11 @@ class _PeerChecked:
 
 
 class CheckedHTTPConnection(_PeerChecked, HTTPConnection):
-    pass
+    """An http connection that checks the address it reached."""
 
 
 class CheckedHTTPSConnection(_PeerChecked, HTTPSConnection):
-    pass
+    """An https connection that checks the address it reached."""
 
 
 class CheckedHTTPConnectionPool(HTTPConnectionPool):
