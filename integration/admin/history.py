@@ -147,9 +147,8 @@ class HistoryImportAdmin(admin.ModelAdmin):
             if action in ("estimate", "start") and form.is_valid():
                 since, kinds = form.since_datetime(connection), form.cleaned_data["kinds"]
                 if action == "start":
-                    try:
-                        with transaction.atomic():
-                            run = runner.start(connection, since, kinds, started_by=request.user.get_username())
+                    try:  # no transaction here: start() asks Centra for the estimate, then records in its own
+                        run = runner.start(connection, since, kinds, started_by=request.user.get_username())
                     except runner.CannotStart as exc:
                         self.message_user(request, str(exc), messages.ERROR)
                     else:
