@@ -220,7 +220,8 @@ class DeliveryPageMixin:
         }.get(obj.status, obj.status)
         detail = waiting_reason(obj) or (obj.last_error if obj.status != S.SUCCEEDED else "")
         if obj.status == S.FAILED:
-            detail = f"{detail} Fix the cause (the data, the flow's settings or the key), then Resend.".strip()
+            ended = detail.rstrip() + ("" if not detail or detail.rstrip().endswith((".", "!", "?")) else ".")
+            detail = f"{ended} Fix the cause (the data, the flow's settings or the key), then Resend.".strip()
         resent = (
             format_html("<p>Resent by hand {} times, last at {}.</p>", obj.resend_count, local_time(obj.resent_at))
             if obj.resend_count
