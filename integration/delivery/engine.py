@@ -66,6 +66,13 @@ def enqueue_delivery(delivery_id: int) -> None:
     )
 
 
+def announce(delivery_ids: list[int]) -> None:
+    """New deliveries exist (committed): get them sent. Called on commit by whoever created them (one delivery or
+    a bulk insert); the dispatch policy (one task each, inline, per group) is decided here only."""
+    for pk in delivery_ids:
+        enqueue_delivery(pk)
+
+
 def create_delivery(
     *,
     connection: Connection,
@@ -102,7 +109,7 @@ def create_delivery(
         if Delivery.objects.filter(connection=connection, idempotency_key=idempotency_key).exists():
             return None
         raise
-    transaction.on_commit(lambda: enqueue_delivery(delivery.pk))
+    transaction.on_commit(lambda: announce([delivery.pk]))
     return delivery
 
 
