@@ -316,6 +316,10 @@ class InboundEventQuerySet(models.QuerySet):
         )
         return due.filter(received_at__lte=now - settled) if settled is not None else due
 
+    def retrying(self, now: datetime | None = None) -> InboundEventQuerySet:
+        """Received, and waiting for a retry time after a passing fault (Centra down, Centra's 429)."""
+        return self.filter(status=InboundEvent.Status.RECEIVED, next_attempt_at__gt=now or timezone.now())
+
 
 class InboundEvent(models.Model):
     """One event as received (raw payload kept beside what was made of it)."""

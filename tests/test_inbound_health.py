@@ -9,7 +9,7 @@ from django.db import OperationalError
 from django.db import connection as db_connection
 from django.utils import timezone
 
-from tests.factories import DeliveryFactory
+from tests.factories import DeliveryFactory, InboundEventFactory
 
 
 def test_healthy_with_the_due_backlog(client, connection):
@@ -21,7 +21,28 @@ def test_healthy_with_the_due_backlog(client, connection):
     DeliveryFactory(connection=connection, status="succeeded")
     response = client.get("/healthz")
     assert response.status_code == 200
-    assert response.json() == {"database": "ok", "broker": "ok", "due_backlog": 2, "paused_connections": 0}
+    assert response.json() == {
+        "database": "ok",
+        "broker": "ok",
+        "due_backlog": 2,
+        "inbound_due": 0,
+        "inbound_retrying": 0,
+        "paused_connections": 0,
+    }
+
+
+def test_inbound_events_waiting_are_counted_apart_from_the_delivery_backlog(client, connection):
+    # Given one event due for processing, two waiting for a retry after Centra failed, and one processed
+    now = timezone.now()
+    InboundEventFactory(connection=connection, status="received")
+    for _ in range(2):
+        InboundEventFactory(connection=connection, status="received", next_attempt_at=now + timedelta(minutes=2))
+    InboundEventFactory(connection=connection, status="processed")
+    # When a monitor asks /healthz
+    body = client.get("/healthz").json()
+    # Then it sees both, and the service is still healthy (Centra being down is not the service being down)
+    assert (body["inbound_due"], body["inbound_retrying"], body["due_backlog"]) == (1, 2, 0)
+    assert body["database"] == "ok"
 
 
 def test_a_paused_connection_is_reported_and_the_service_stays_up(client, connection):

@@ -212,7 +212,8 @@ class CentraWebhookView(InboundView):
 
 
 class HealthView(APIView):
-    """`GET /healthz`: database and broker reachable, the due delivery backlog, paused connections."""
+    """`GET /healthz`: database and broker reachable, the due delivery backlog, inbound events waiting, paused
+    connections."""
 
     authentication_classes: list = []
     permission_classes: list = []
@@ -225,7 +226,13 @@ class HealthView(APIView):
                 {
                     "database": serializers.CharField(),
                     "broker": serializers.CharField(),
-                    "due_backlog": serializers.IntegerField(),
+                    "due_backlog": serializers.IntegerField(
+                        help_text="deliveries due now, of connections that may send"
+                    ),
+                    "inbound_due": serializers.IntegerField(help_text="received events due for processing now"),
+                    "inbound_retrying": serializers.IntegerField(
+                        help_text="received events waiting for a retry after a passing fault (Centra down, 429)"
+                    ),
                     "paused_connections": serializers.IntegerField(),
                 },
             ),

@@ -1,4 +1,4 @@
-"""Health: of the service (/healthz: database, broker, due backlog) and of each connection (the console).
+"""Health: of the service (/healthz: database, broker, due backlogs) and of each connection (the console).
 
 `connection_health(conn)` is the one place that decides a connection's state, the reason shown beside it and the
 one action that fixes it; the home page, the connection page's banner and the alerts all read it.
@@ -60,6 +60,10 @@ def health_report() -> tuple[bool, dict]:
     if report["database"] == "ok":
         try:
             report["due_backlog"] = due_backlog()
+            # Inbound events not yet turned into deliveries: due now, and waiting for a retry (Centra down).
+            now = timezone.now()
+            report["inbound_due"] = InboundEvent.objects.due(now).count()
+            report["inbound_retrying"] = InboundEvent.objects.retrying(now).count()
             # The service is up while a connection is paused; a monitor still wants to see it.
             report["paused_connections"] = Connection.objects.filter(status=Connection.Status.PAUSED).count()
         except DatabaseError as exc:
