@@ -6,7 +6,9 @@
    normalized (case, surrounding spaces), deleted with the deliveries built from them.
 3. Deliveries that mention it (column, request body, last error, notes): deleted; a back-in-stock batch (many
    recipients in one request body, the recipients it records) keeps the others and loses only this person.
-4. The admin's change history entries and the refused inbound calls (their first bytes) that name the email.
+4. The admin's change history entries and the refused inbound calls (their first bytes) that name the email, and
+   the worker's stored failed tasks (django-q2 keeps their arguments and error pickled: unpickled and checked
+   here, as the database cannot search them). Queued tasks carry row ids only, never a person.
 5. Every app that stores people answers the core's `subscriber_forgotten` signal (back in stock: watchers).
 6. On SQLite, deleted content is overwritten (secure_delete) and the WAL checkpointed.
 Searches run in the database (a LIKE over the JSON as text, on SQLite and PostgreSQL) to find candidates, and
@@ -168,6 +170,23 @@ def _erase_rejected_calls(pattern, needles: list[str], connection: Connection | 
     return _delete_ids(RejectedCall, ids)
 
 
+def _erase_failed_tasks(pattern) -> int:
+    """django-q2's failed-task records (pickled arguments and error text): those naming the email go."""
+    from django_q.models import Failure
+
+    ids = [
+        pk
+        for pk, args, kwargs, result in Failure.objects.values_list("pk", "args", "kwargs", "result").iterator(
+            chunk_size=BATCH_SIZE
+        )
+        if _mentions(pattern, repr(args), repr(kwargs), str(result))
+    ]
+    deleted = 0
+    for start in range(0, len(ids), BATCH_SIZE):
+        deleted += Failure.objects.filter(pk__in=ids[start : start + BATCH_SIZE]).delete()[0]
+    return deleted
+
+
 def _checkpoint_sqlite() -> str | None:
     """SQLite only: copy the WAL into the database and truncate it (deleted pages were zeroed by secure_delete)."""
     db = connections["default"]
@@ -214,6 +233,7 @@ def forget_subscriber(email: str, *, connection: Connection | None = None, at_ru
         "inbound_events_deleted": _delete_ids(InboundEvent, inbound_ids),
         "admin_history_entries_deleted": _erase_admin_history(pattern, needles),
         "rejected_calls_deleted": _erase_rejected_calls(pattern, needles, connection),
+        "failed_tasks_deleted": _erase_failed_tasks(pattern),
     }
     for _receiver, counts in subscriber_forgotten.send(
         sender=Connection, email=email, connection=connection, mentions=lambda text: bool(pattern.search(text or ""))

@@ -289,3 +289,26 @@ def test_erasure_of_one_connection_leaves_the_others(shop, rule_connection):
     # and the tombstone is for that connection only: the other still takes her events
     assert shop.post(other, event("a-3", "Newsletter", {"email": ANNA, "language": "sv"}))[0].status_code == 200
     assert InboundEvent.objects.get(dedupe_key="events:a-3").status == InboundEvent.Status.RECEIVED
+
+
+def test_failed_worker_tasks_naming_her_are_erased_and_others_kept():
+    from django_q.models import Failure
+
+    # Given two failed tasks the worker kept (pickled, so the database cannot search them): one whose error names
+    # her, one about Joanna (a longer address containing hers must not match)
+    now = timezone.now()
+    for task_id, error in (
+        ("a" * 32, f"IntegrityError: Key (email)=({ANNA}) already exists"),
+        ("b" * 32, "IntegrityError: Key (email)=(joanna.lindqvist@example.com) already exists"),
+    ):
+        Failure.objects.create(
+            id=task_id, name=task_id, func="integration.tasks.deliver", args=(7,), kwargs={}, result=error,
+            started=now, stopped=now, success=False,
+        )  # fmt: skip
+
+    # When she is erased
+    result = forget(ANNA)
+
+    # Then her failure record is gone and Joanna's is kept
+    assert result["failed_tasks_deleted"] == 1
+    assert list(Failure.objects.values_list("id", flat=True)) == ["b" * 32]
