@@ -2,16 +2,12 @@
 to the events URL reaches the fake Rule with the right tag and fields, without anything run by hand."""
 
 import json
-import os
 import subprocess
-import sys
-import time
 import uuid
 from pathlib import Path
 
 import pytest
 import requests
-from django.db import connection as db_connection
 from django_q.conf import Conf
 
 from integration.inbound.signature import HEADER, sign
@@ -19,28 +15,10 @@ from integration.mapping.samples import sample
 from integration.models import Delivery, InboundEvent
 from integration.queue import shared_broker
 from tests.factories import ConnectionFactory
+from tests.processes import manage, wait_for
 
 ROOT = Path(__file__).resolve().parent.parent
 SECRET = "whsec-cluster-e2e"
-
-
-def worker_database_url() -> str:
-    """The test database as a DATABASE_URL the worker process can open."""
-    s = db_connection.settings_dict
-    if s["ENGINE"] == "django.db.backends.sqlite3":
-        return f"sqlite:///{Path(s['NAME']).resolve()}"
-    auth = s["USER"] + (f":{s['PASSWORD']}" if s.get("PASSWORD") else "")
-    return f"postgres://{auth}@{s['HOST'] or '127.0.0.1'}:{s['PORT'] or 5432}/{s['NAME']}"
-
-
-def wait_for(predicate, timeout: float = 20.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.2)
-    return None
 
 
 @pytest.mark.cluster
@@ -56,21 +34,7 @@ def test_a_signed_order_completed_reaches_rule_through_a_real_worker(
     # The inbound view keeps one broker per process (bound to the queue name it first saw): start afresh.
     shared_broker.cache_clear()
     request.addfinalizer(shared_broker.cache_clear)
-    env = {
-        **os.environ,
-        "DATABASE_URL": worker_database_url(),
-        "Q_CLUSTER_NAME": cluster_name,
-        "Q_WORKERS": "1",
-        "PYTHONUNBUFFERED": "1",
-    }
-    worker = subprocess.Popen(
-        [sys.executable, "manage.py", "qcluster"],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
+    worker = manage("qcluster", Q_CLUSTER_NAME=cluster_name, Q_WORKERS="1")
     try:
         # when the shop posts a signed OrderCompleted for order 5001
         payload = sample("OrderCompleted")

@@ -3,11 +3,8 @@ and a worker stopped with SIGTERM in the middle of its calls."""
 
 from __future__ import annotations
 
-import os
 import signal
 import sqlite3
-import subprocess
-import sys
 import threading
 import time
 import uuid
@@ -20,7 +17,7 @@ from django_q.conf import Conf
 
 from integration.delivery import engine as delivery
 from integration.models import Delivery, DeliveryAttempt
-from tests.test_cluster_e2e import worker_database_url
+from tests.processes import manage
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -143,22 +140,7 @@ def test_sigterm_finishes_the_calls_in_flight_hands_back_the_rest_and_exits_in_t
     monkeypatch.setattr(Conf, "PREFIX", cluster_name)
     with django_capture_on_commit_callbacks(execute=True):
         deliveries = [order_delivery(rule_connection, n) for n in range(8)]
-    env = {
-        **os.environ,
-        "DATABASE_URL": worker_database_url(),
-        "Q_CLUSTER_NAME": cluster_name,
-        "Q_WORKERS": "2",
-        "RULE_READ_TIMEOUT": "10",
-        "PYTHONUNBUFFERED": "1",
-    }
-    worker = subprocess.Popen(
-        [sys.executable, "manage.py", "qcluster"],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
+    worker = manage("qcluster", Q_CLUSTER_NAME=cluster_name, Q_WORKERS="2", RULE_READ_TIMEOUT="10")
     try:
         # when two calls are in flight (their attempt rows written, no answer yet) and the worker gets SIGTERM
         deadline = time.monotonic() + 30

@@ -3,17 +3,13 @@ no order reaches Rule twice."""
 
 from __future__ import annotations
 
-import os
 import signal
-import subprocess
-import sys
 import time
 from collections import Counter
 from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from django.db import connection as db_connection
 from django.utils import timezone
 
 from integration.history import runner
@@ -21,26 +17,9 @@ from integration.history.models import HistoryImport
 from tests.factories import ConnectionFactory
 from tests.history.conftest import END, START
 from tests.history.test_history_import import expected_event, fields_of, import_calls
+from tests.processes import manage, wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def database_url() -> str:
-    """The test database as a DATABASE_URL another process can open."""
-    s = db_connection.settings_dict
-    if s["ENGINE"] == "django.db.backends.sqlite3":
-        return f"sqlite:///{Path(s['NAME']).resolve()}"
-    auth = s["USER"] + (f":{s['PASSWORD']}" if s.get("PASSWORD") else "")
-    return f"postgres://{auth}@{s['HOST'] or '127.0.0.1'}:{s['PORT'] or 5432}/{s['NAME']}"
-
-
-def wait_for(predicate, timeout: float = 60.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.05)
-    return False
 
 
 @pytest.mark.cluster
@@ -56,21 +35,17 @@ def test_a_killed_import_resumes_without_sending_anything_twice(
         centra_api_url=fake_centra.url,
         centra_api_token=fake_centra.token,
     )
-    env = {**os.environ, "DATABASE_URL": database_url(), "RULE_CALLS_PER_MINUTE": "60000", "PYTHONUNBUFFERED": "1"}
-    process = subprocess.Popen(
-        [sys.executable, "manage.py", "import_history", shop.name, "--since", "2022-11-01", "--only", "orders"],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
+    process = manage(
+        "import_history", shop.name, "--since", "2022-11-01", "--only", "orders", RULE_CALLS_PER_MINUTE="60000"
     )
     try:
         # when the first batch is in Rule and the process is reading Centra again, it is killed outright
-        assert wait_for(lambda: len(import_calls(fake_rule)) >= 1), process.stdout.read() if process.poll() else ""
+        assert wait_for(lambda: len(import_calls(fake_rule)) >= 1, timeout=60), (
+            process.stdout.read() if process.poll() else ""
+        )
         fake_centra.fail("slow", times=1, delay=20)
         seen = len(fake_centra.queries)
-        assert wait_for(lambda: len(fake_centra.queries) > seen)
+        assert wait_for(lambda: len(fake_centra.queries) > seen, timeout=60)
         time.sleep(0.3)
         process.send_signal(signal.SIGKILL)
         process.wait(timeout=10)

@@ -24,8 +24,8 @@ from integration.inbound.tokens import rotate_token
 from integration.logmask import mask_token
 from integration.models import Connection, InboundEvent
 from tests.factories import ConnectionFactory
+from tests.processes import database_url
 from tests.security.helpers import admin_run_action, messages_of
-from tests.test_cluster_e2e import worker_database_url
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 SECRET = "whsec-test-1"  # the ConnectionFactory's signing secret
@@ -123,7 +123,7 @@ def serve_and_post(command: list[str], port: int, conn: Connection, **extra_env:
     it, stop it, and return everything it wrote."""
     env = {
         **os.environ,
-        "DATABASE_URL": worker_database_url(),
+        "DATABASE_URL": database_url(),
         "PYTHONUNBUFFERED": "1",
         "LOG_LEVEL": "INFO",
         **extra_env,
