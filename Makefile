@@ -17,6 +17,12 @@ $(STAMP): pyproject.toml | $(BIN)/python
 
 install: $(STAMP)
 
+# The benchmarks' own extra (the Celery peer), on top of dev.
+BENCH_STAMP := $(VENV)/.installed-bench
+$(BENCH_STAMP): pyproject.toml | $(STAMP)
+	$(BIN)/pip install --quiet -e '.[dev,bench]'
+	touch $(BENCH_STAMP)
+
 # The browser tests (tests/browser) drive Debian's Chromium through Playwright; installed here when missing
 # (Playwright's own browser download needs the internet at test time, which CI does not have).
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
@@ -40,7 +46,7 @@ format: install
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
-bench: install
+bench: install $(BENCH_STAMP)
 	SANDBOX=1 $(BIN)/python tests/bench/run_all.py
 
 fakerule: install

@@ -4,7 +4,8 @@ Serves `/api/v2`: POST /subscribers, GET /subscribers/<id>, DELETE /subscribers/
 DELETE /subscribers/<id>/tags/<tag>, GET /tags. Test controls: GET/DELETE /_fake/requests (the recorded
 requests, Authorization masked), POST /_fake/control {"status", "times", "latency_ms", "retry_after", "body",
 "clear_failures"},
-GET /_fake/subscribers. The same controls exist in Python on `FakeRule`.
+GET /_fake/subscribers, GET /_fake/stats (counts for benchmarks: see `FakeRule.stats`). The same controls exist
+in Python on `FakeRule`.
 """
 
 from __future__ import annotations
@@ -148,6 +149,39 @@ class FakeRule:
             self._tags.clear()
             self._automations.clear()
             self.latency_ms = 0
+
+    def stats(self) -> dict:
+        """What a benchmark checks without fetching every body: API calls by answer, the (time, status) of each
+        call, and the subscribers of the accepted POST /subscribers calls (in all, and distinct by email or
+        phone with the call's tags: equal counts mean no subscriber reached Rule twice for the same tags)."""
+        with self._lock:
+            calls = [r for r in self._requests if not r["path"].startswith("/_fake")]
+            statuses: dict[str, int] = {}
+            endpoints: dict[str, int] = {}
+            accepted = 0
+            distinct: set[tuple] = set()
+            for call in calls:
+                statuses[str(call["status"])] = statuses.get(str(call["status"]), 0) + 1
+                # "POST /subscribers", "DELETE /subscribers/{id}/tags/{tag}": the call's kind, not its ids
+                parts = call["path"][len(API_PREFIX) :].strip("/").split("/")
+                kind = "/".join(p if i % 2 == 0 else "{}" for i, p in enumerate(parts))
+                endpoints[f"{call['method']} /{kind}"] = endpoints.get(f"{call['method']} /{kind}", 0) + 1
+                body = call["json"]
+                if call["method"] != "POST" or not 200 <= call["status"] < 300 or not isinstance(body, dict):
+                    continue
+                raw = body.get("subscribers")
+                tags = tuple(sorted(str(t) for t in body.get("tags") or []))
+                for sub in [raw] if isinstance(raw, dict) else raw or []:
+                    accepted += 1
+                    distinct.add(((sub.get("email") or "").lower() or sub.get("phone_number"), tags))
+            return {
+                "calls": len(calls),
+                "statuses": statuses,
+                "endpoints": endpoints,
+                "times": [[round(c["at"], 3), c["status"]] for c in calls],
+                "subscribers_accepted": accepted,
+                "subscribers_distinct": len(distinct),
+            }
 
     @property
     def automations_started(self) -> list[tuple[int, str]]:
@@ -439,6 +473,8 @@ class _Handler(BaseHTTPRequestHandler):
                 rule.clear()
                 return 200, {"cleared": True}, {}
             return 200, rule.requests, {}
+        if path == "/_fake/stats":
+            return 200, rule.stats(), {}
         if path == "/_fake/subscribers":
             with rule._lock:
                 return 200, [_public(s) for s in rule._subscribers.values()], {}

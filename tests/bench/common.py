@@ -33,7 +33,10 @@ PYTHON = sys.executable
 LOG_DIR = ROOT / "var" / "bench"
 PG_SERVER = os.environ.get("BENCH_PG_URL", "postgres://postgres@127.0.0.1:5432")
 REDIS_SERVER = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379")
-REDIS_DB = 12  # the benchmarks' own Redis database; each run also uses its own queue name
+# The benchmarks' own Redis database; each run also uses its own queue name. BENCH_REDIS_DB and BENCH_PORTS
+# ("18600-18699") let a run share the machine with others without touching their databases or ports.
+REDIS_DB = int(os.environ.get("BENCH_REDIS_DB", "12"))
+PORTS = os.environ.get("BENCH_PORTS", "")
 BENCH_SETTINGS = "tests.bench.bench_settings"
 # Fixed keys so a bench database built by one run can be read (secrets decrypted) by the next.
 BENCH_SECRET_KEY = "bench-secret-key-not-for-production"
@@ -131,7 +134,23 @@ def clear_queue(queue: str) -> None:
 # ---------------------------------------------------------------- child processes
 
 
+_next_port = [0]
+
+
 def free_port() -> int:
+    """A port nothing listens on: any the system offers, or the next free one in BENCH_PORTS when it is set."""
+    if PORTS:
+        low, high = (int(x) for x in PORTS.split("-"))
+        for _ in range(high - low + 1):
+            port = low + _next_port[0] % (high - low + 1)
+            _next_port[0] += 1
+            with socket.socket() as sock:
+                try:
+                    sock.bind(("127.0.0.1", port))
+                except OSError:
+                    continue
+                return port
+        raise RuntimeError(f"no free port in BENCH_PORTS={PORTS}")
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]

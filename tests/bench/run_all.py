@@ -33,6 +33,10 @@ BENCHES = [
     ("backinstock", "bench_backinstock.py", ["--watchers", "100000"], ["--watchers", "10000"]),
     ("memory", "bench_memory.py", [], ["--quick"]),
     ("history", "bench_history.py", [], ["--quick"]),
+    # Issue 12: a stored backlog beside a Celery peer, single deliveries, Rule's budget and an outage.
+    ("backlog", "bench_backlog.py", [], ["--quick"]),
+    ("single", "bench_single.py", [], ["--quick"]),
+    ("budget", "bench_budget.py", [], ["--quick"]),
 ]
 TITLES = {
     "ingest": "Ingest: signed JSON events on POST /centra/<token>/events",
@@ -42,6 +46,9 @@ TITLES = {
     "backinstock": "Back in stock: 100,000 watchers of one size alerted",
     "memory": "Memory: a worker's RSS over 100,000 deliveries",
     "history": "History import: 100,000 orders from the fake Centra into the fake Rule at 20 ms",
+    "backlog": "Backlog: 50,000 stored events processed and delivered, beside a Celery + Redis peer",
+    "single": "Single deliveries: nothing to coalesce, one qcluster (2 workers) to the fake Rule at 20 ms",
+    "budget": "Rule's budget: 30,000 deliveries paced under 600 calls a minute; a 5-minute 503 outage",
 }
 TIMEOUT_SECONDS = 60 * 60
 # Shown under a benchmark when one of its targets is missed: where the time goes, as diagnosed with a profiler
