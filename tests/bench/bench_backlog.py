@@ -95,18 +95,30 @@ def make_connections(count: int, rule_url: str) -> list:
 
 
 def store_backlog(connections: list, count: int) -> int:
-    """`count` events stored as the door stores them (validated, PER_REQUEST a request, one processing task
-    each on commit); returns how many were accepted."""
+    """`count` events stored as the door stores them (rows from `json_events_to_store`, PER_REQUEST a call of
+    `store_events`, one processing task each on commit); returns how many were accepted. The first request's
+    events go through the door's validation; the rest, made the same way, skip it to keep the set-up short."""
+    from datetime import UTC, datetime
+
     from integration.inbound.store import json_events_to_store, store_events, validate_json_events
+    from integration.inbound.validation import CheckedEvent
 
     run = uuid.uuid4().hex[:8]
+    occurred = datetime(2026, 11, 29, 12, tzinfo=UTC)
     accepted = 0
     for request_no, start in enumerate(range(0, count, PER_REQUEST)):
         connection = connections[request_no % len(connections)]
         events = [json_event(run, n) for n in range(start, min(start + PER_REQUEST, count))]
-        rows = json_events_to_store(connection, validate_json_events(events))
-        accepted += store_events(connection, rows).accepted
-        if request_no % 50 == 49:
+        if request_no == 0:
+            checked = validate_json_events(events)
+        else:
+            envelope = ("id", "type", "occurredAt")
+            checked = [
+                CheckedEvent(e["id"], e["type"], occurred, {k: v for k, v in e.items() if k not in envelope})
+                for e in events
+            ]
+        accepted += store_events(connection, json_events_to_store(connection, checked)).accepted
+        if request_no % 100 == 99:
             common.progress(f"backlog: {start + PER_REQUEST} events stored")
     return accepted
 
@@ -160,6 +172,16 @@ def drained(state: dict) -> bool:
     return not any(state["deliveries"].get(s, 0) for s in Delivery.OPEN_STATUSES)
 
 
+def delivered_events() -> int:
+    """Inbound events processed whose every delivery succeeded (what a drain that ran out of time did finish)."""
+    from django.db.models import Exists, OuterRef
+
+    from integration.models import Delivery, InboundEvent
+
+    unfinished = Delivery.objects.filter(inbound_event=OuterRef("pk")).exclude(status=Delivery.Status.SUCCEEDED)
+    return InboundEvent.objects.filter(status=InboundEvent.Status.PROCESSED).exclude(Exists(unfinished)).count()
+
+
 def wait_until(done, deadline: float, label: str, every: float = 1.0) -> tuple[bool, dict]:
     """Poll `counts()` until `done(state)` or the deadline; progress every 10 s."""
     last_report = time.monotonic()
@@ -190,12 +212,15 @@ def run_ours(env: dict, port: int, expected: int, timeout: float) -> dict:
     with common.child("backlog-qcluster", [common.PYTHON, "manage.py", "qcluster"], env):
         finished, state = wait_until(drained, started + timeout, "backlog")
         wall = time.monotonic() - started
+    # Read again once the cluster has stopped: a call in flight at the deadline is recorded by now.
+    state = counts()
     stats = fake_stats(port)
     succeeded = state["deliveries"].get(Delivery.Status.SUCCEEDED, 0)
     posts = Delivery.objects.filter(status=Delivery.Status.SUCCEEDED, method="POST").count()
     return {
         "finished": finished,
         "wall_s": wall,
+        "delivered_events": delivered_events(),
         "posts": posts,
         "state": state,
         "succeeded": succeeded,
@@ -285,7 +310,7 @@ def main() -> None:
         common.progress(f"backlog: {accepted} events stored in {setup:.0f} s; qcluster starts")
         ours = run_ours(env, port, accepted, timeout=max(300.0, count / 20))
         processed = ours["state"]["inbound"].get("processed", 0)
-        rate = processed / ours["wall_s"] if ours["wall_s"] else 0.0
+        rate = ours["delivered_events"] / ours["wall_s"] if ours["wall_s"] else 0.0
         common.progress(
             f"backlog: {processed}/{accepted} events processed, {ours['succeeded']} deliveries succeeded in "
             f"{ours['wall_s']:.1f} s ({rate:.0f} events/s), Rule calls {ours['endpoints']}, answers {ours['statuses']}"
@@ -296,7 +321,7 @@ def main() -> None:
             f"({peer['rate']:.1f}/s), {peer['calls']} Rule calls"
         )
 
-    per_call = processed / ours["calls"] if ours["calls"] else 0.0
+    per_call = ours["delivered_events"] / ours["calls"] if ours["calls"] else 0.0
     deliveries = sum(ours["state"]["deliveries"].values())
     # Every event processed and every delivery it made succeeded (an OrderCompleted also makes the cart tag's
     # removal, a DELETE call: deliveries outnumber events).
@@ -341,7 +366,8 @@ def main() -> None:
     notes = [
         f"{count:,} events stored as the door stores them ({PER_REQUEST} a request, {CONNECTIONS} connections, "
         f"{', '.join(EVENT_TYPES)} in turn) in {setup:.0f} s before the cluster started",
-        f"ours: {processed:,} of {accepted:,} events processed and {ours['succeeded']:,} of {deliveries:,} "
+        f"ours: {processed:,} of {accepted:,} events processed, {ours['delivered_events']:,} with every delivery "
+        f"succeeded, and {ours['succeeded']:,} of {deliveries:,} "
         f"deliveries succeeded ({ours['posts']:,} POST /subscribers, the rest cart tag removals) in "
         f"{ours['wall_s']:.1f} s, qcluster start-up included; {ours['calls']:,} Rule calls {ours['endpoints']}, "
         f"answers {ours['statuses']}; the fake accepted {ours['accepted']:,} subscribers, {ours['distinct']:,} "

@@ -5,6 +5,14 @@
 Each benchmark runs as its own process and prints one JSON line (see tests/bench/common.py); its progress goes
 to the terminal. A full run writes docs/benchmarks.md; `--quick` (smaller sizes, to try the harness) writes
 var/bench/benchmarks-quick.md instead, so the recorded figures always come from full sizes.
+
+Issue 12's benchmarks (backlog, single, budget) add about 15 minutes to a full run when their targets are met:
+the backlog's set-up (50,000 events stored) 2-4 minutes, its drain under 1 minute and its Celery peer (3,000
+deliveries) about 1 minute; single deliveries under 1 minute; the budget's pacing part 2-3 minutes (30,000
+deliveries made, then drained in about 30 s) and its outage part 5 minutes of outage plus the recovery. A drain
+that misses its target runs until its deadline (the backlog: 2,500 s at 50,000 events). `make bench` needs the
+`bench` extra (celery) for the peer: the Makefile installs it. BENCH_REDIS_DB and BENCH_PORTS (e.g.
+"18600-18699") keep a run off other people's Redis database and ports on a shared machine.
 """
 
 from __future__ import annotations
