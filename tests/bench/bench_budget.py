@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import sys
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -81,6 +82,19 @@ def budget_header(port: int) -> str | None:
     )
     with urllib.request.urlopen(request, timeout=30) as answer:
         return answer.headers.get(BUDGET_HEADER)
+
+
+def start_outage(port: int, seconds: float) -> bool:
+    """Put the fake in its outage mode for `seconds`; False when it has none (a call is not answered 503)."""
+    fake_control(port, outage_seconds=seconds)
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{port}/api/v2/tags?limit=1", headers={"Authorization": f"Bearer {RULE_KEY}"}
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=30):
+            return False
+    except urllib.error.HTTPError as answer:
+        return answer.code == 503
 
 
 def fresh(part: str) -> dict:
@@ -178,15 +192,21 @@ def outage(seconds: float, initial: int) -> tuple[list[dict], list[str], dict]:
 
     from integration.models import Delivery
 
+    notes: list[str] = []
+
     port = common.free_port()
     with common.start_fake_rule(env, port, RULE_KEY, LATENCY_MS, name="budget-fakerule-outage"):
         connection = make_connection(port)
         connections.close_all()
         with common.child("budget-qcluster-outage", [common.PYTHON, "manage.py", "qcluster"], env):
             time.sleep(3)  # the cluster is up before the outage starts
+            # The outage: every API call answers 503 until it ends (the fake's outage mode; without one, its
+            # failure control, cleared when the outage ends, with a note saying so).
+            emulated = not start_outage(port, seconds)
+            if emulated:
+                notes.append("the fake Rule has no outage mode (outage_seconds): emulated with its failure control")
+                fake_control(port, status=503, times=10**9)
             clear_fake(port)
-            # The outage: every API call answers 503 until it ends (the fake's failure control, cleared after).
-            fake_control(port, status=503, times=10**9)
             outage_started = time.time()
             add_deliveries(connection, range(initial))
             made = initial
@@ -195,7 +215,7 @@ def outage(seconds: float, initial: int) -> tuple[list[dict], list[str], dict]:
                 time.sleep(1.0)
                 add_deliveries(connection, range(made, made + 1))
                 made += 1
-            fake_control(port, clear_failures=True)
+            fake_control(port, clear_failures=True, **({} if emulated else {"outage_seconds": 0}))
             outage_ended = time.time()
             common.progress(f"budget outage: over, {made} deliveries made; waiting for them")
             finished, state = wait_until(drained, time.monotonic() + max(180.0, 2 * seconds), "budget outage")
@@ -226,7 +246,7 @@ def outage(seconds: float, initial: int) -> tuple[list[dict], list[str], dict]:
         ),
         common.figure("time from the outage's end to the last delivery", recovered, "s"),
     ]
-    notes = [
+    notes += [
         f"outage: {len(during)} calls in {seconds:.0f} s of 503 (at most {worst} in one minute); "
         f"{succeeded:,} of {made:,} deliveries succeeded {recovered:.1f} s after it ended; calls "
         f"{stats['endpoints']}, answers {stats['statuses']} (failing share of all calls {failed_share:.0%}); the "
