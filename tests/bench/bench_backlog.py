@@ -31,7 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from tests.bench import common
 
-DBNAME = "bench_backlog"
+DBNAME = common.db_name("bench_backlog")
 QUEUE = "bench-backlog"
 PEER_QUEUE = "bench-backlog-celery-peer"
 WORKERS = 2

@@ -30,7 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from tests.bench import common
 from tests.bench.bench_backlog import clear_fake, drained, fake_control, fake_stats, wait_until
 
-DBNAME = "bench_budget"
+DBNAME = common.db_name("bench_budget")
 QUEUE = "bench-budget"
 WORKERS = 2
 LATENCY_MS = 20

@@ -20,7 +20,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from tests.bench import common
 from tests.bench.bench_backlog import counts, drained, fake_stats, wait_until
 
-DBNAME = "bench_single"
+DBNAME = common.db_name("bench_single")
 QUEUE = "bench-single"
 WORKERS = 2
 LATENCY_MS = 20

@@ -55,6 +55,12 @@ def parse_args(description: str, extra: list[tuple[str, dict]] | None = None) ->
 # ---------------------------------------------------------------- databases
 
 
+def db_name(base: str) -> str:
+    """A benchmark's own database: bench_<name>, plus BENCH_DB_SUFFIX when set (two people benchmarking at once
+    on one server would otherwise drop each other's database)."""
+    return base + os.environ.get("BENCH_DB_SUFFIX", "")
+
+
 def pg_url(dbname: str) -> str:
     return f"{PG_SERVER}/{dbname}"
 
