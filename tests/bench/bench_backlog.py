@@ -32,8 +32,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from tests.bench import common
 
 DBNAME = common.db_name("bench_backlog")
-QUEUE = "bench-backlog"
-PEER_QUEUE = "bench-backlog-celery-peer"
+QUEUE = common.db_name("bench-backlog")  # the queue too: BENCH_DB_SUFFIX keeps it apart
+PEER_QUEUE = common.db_name("bench-backlog-celery-peer")
 WORKERS = 2
 LATENCY_MS = 20
 CONNECTIONS = 4

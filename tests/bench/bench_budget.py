@@ -31,7 +31,7 @@ from tests.bench import common
 from tests.bench.bench_backlog import clear_fake, drained, fake_control, fake_stats, wait_until
 
 DBNAME = common.db_name("bench_budget")
-QUEUE = "bench-budget"
+QUEUE = common.db_name("bench-budget")  # the queue too: BENCH_DB_SUFFIX keeps it apart
 WORKERS = 2
 LATENCY_MS = 20
 RULE_KEY = "bench-rule-key-0123456789"

@@ -21,7 +21,7 @@ from tests.bench import common
 from tests.bench.bench_backlog import counts, drained, fake_stats, wait_until
 
 DBNAME = common.db_name("bench_single")
-QUEUE = "bench-single"
+QUEUE = common.db_name("bench-single")  # the queue too: BENCH_DB_SUFFIX keeps it apart
 WORKERS = 2
 LATENCY_MS = 20
 RULE_KEY = "bench-rule-key-0123456789"
