@@ -224,7 +224,9 @@ RETRY_SCHEDULE = tuple(env.list("RETRY_SCHEDULE", cast=int, default=[30, 120, 60
 # (two sends of connect + read timeout), so a live claim never expires; a dead worker's work is retried after it.
 WORK_LEASE_SECONDS = env.int("WORK_LEASE_SECONDS", default=120)
 # Per-connection ceiling of Rule calls a minute (integration/rule/budget.py explains the default).
-RULE_CALLS_PER_MINUTE = env.int("RULE_CALLS_PER_MINUTE", default=60)
+RULE_CALLS_PER_MINUTE = env.int("RULE_CALLS_PER_MINUTE", default=1200)
+# The longest pacing wait a worker sleeps before a call; a longer one hands the delivery back, due at its slot.
+RULE_PACING_MAX_SLEEP = env.float("RULE_PACING_MAX_SLEEP", default=2.0)
 INBOUND_MAX_BODY_BYTES = env.int("INBOUND_MAX_BODY_BYTES", default=1024 * 1024)
 DATA_UPLOAD_MAX_MEMORY_SIZE = max(INBOUND_MAX_BODY_BYTES * 2, 2621440)
 SIGNATURE_TOLERANCE_SECONDS = env.int("SIGNATURE_TOLERANCE_SECONDS", default=300)

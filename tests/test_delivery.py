@@ -11,6 +11,7 @@ from django.utils import timezone
 from integration import retry
 from integration.delivery import engine as delivery
 from integration.models import Connection, Delivery, DeliveryAttempt
+from integration.rule.budget import RuleBudget
 from tests.factories import ConnectionFactory
 
 BODY = {
@@ -179,7 +180,10 @@ def test_the_budget_is_eight_attempts_then_failed(rule_connection, fake_rule):
 
     for _ in range(retry.MAX_ATTEMPTS):
         make_due(d)
-        delivery.deliver(d.pk)
+        # after 5 failures in a row the breaker holds the connection: each later attempt is its probe, when due
+        RuleBudget.objects.filter(connection=rule_connection).update(next_probe_at=timezone.now())
+        Connection.objects.filter(pk=rule_connection.pk).update(hold_until=None)
+        assert delivery.deliver(d.pk) == "retry"
 
     d.refresh_from_db()
     assert retry.MAX_ATTEMPTS == 8

@@ -235,3 +235,47 @@ def test_the_fakerule_command_serves_and_prints_each_request():
     assert "200 POST /api/v2/subscribers" in output
     assert "anna@example.com" in output
     assert "cmd-key-123456789" not in output
+
+
+# ---------------------------------------------------------------- Rule's budget and outages
+
+
+def test_the_budget_answers_429_with_a_stockholm_retry_after_and_counts_in_headers(rule, fake_rule):
+    from datetime import datetime, timedelta
+    from zoneinfo import ZoneInfo
+
+    control = fake_rule.url.replace("/api/v2", "/_fake/control")
+    requests.post(control, json={"calls_per_minute": 3}, timeout=5)
+
+    answers = [rule("GET", "/tags") for _ in range(4)]
+
+    assert [a.status_code for a in answers] == [200, 200, 200, 429]
+    assert [a.headers["RequestsCount-Current"] for a in answers[:3]] == ["1", "2", "3"]
+    assert {a.headers["RequestsCount-Allowed"] for a in answers} == {"3"}
+    assert answers[0].headers["X-ErrorPercent-Limit"] == "49"
+    assert answers[3].headers["X-ErrorPercent-Current"] == "25.0"  # the 429 itself is a failing call
+    stamp = answers[3].headers["Retry-After"]
+    free_at = datetime.strptime(stamp, "%Y-%m-%d %H:%M:%S").replace(tzinfo=ZoneInfo("Europe/Stockholm"))
+    in_a_minute = datetime.now(ZoneInfo("Europe/Stockholm")) + timedelta(seconds=60)
+    assert in_a_minute - timedelta(seconds=3) <= free_at <= in_a_minute + timedelta(seconds=2)
+    # each key has its own minute
+    other = requests.get(fake_rule.url + "/tags", headers={"Authorization": "Bearer other"}, timeout=5)
+    assert other.status_code == 401 and other.headers["RequestsCount-Current"] == "1"
+
+
+def test_without_a_budget_no_counters_are_sent(rule, fake_rule):
+    answer = rule("GET", "/tags")
+    assert answer.status_code == 200 and "RequestsCount-Allowed" not in answer.headers
+
+
+def test_an_outage_answers_503_until_it_ends(rule, fake_rule):
+    control = fake_rule.url.replace("/api/v2", "/_fake/control")
+    requests.post(control, json={"outage_seconds": 0.5}, timeout=5)
+    assert rule("GET", "/tags").status_code == 503
+    assert rule("POST", "/subscribers", body()).status_code == 503
+    time.sleep(0.6)
+    assert rule("GET", "/tags").status_code == 200
+    fake_rule.outage(30)
+    assert rule("GET", "/tags").status_code == 503
+    requests.post(control, json={"outage_seconds": 0}, timeout=5)
+    assert rule("GET", "/tags").status_code == 200

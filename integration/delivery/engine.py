@@ -21,7 +21,7 @@ from urllib.parse import quote
 
 from django.db import IntegrityError, InterfaceError, OperationalError, transaction
 from django.db import connection as db_connection
-from django.db.models import Exists, F, Max, OuterRef, Q, QuerySet, Subquery, Value
+from django.db.models import Case, Exists, F, Max, OuterRef, Q, QuerySet, Subquery, Value, When
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
@@ -31,6 +31,7 @@ from integration.models import Connection, Delivery, DeliveryAttempt, Flow, Inbo
 from integration.ops import alerts, delivery_stats
 from integration.ops.health import KEY_REFUSED
 from integration.queue import enqueue
+from integration.rule import budget
 from integration.rule.client import RuleRequestError, client_for, error_message, scrub
 
 log = logging.getLogger(__name__)
@@ -175,7 +176,11 @@ def deliver(delivery_id: int) -> str:
         claimed = _claim(delivery_id)
         if claimed is None:
             return "not due"
-    attempt = _send_claimed(claimed)
+    gate = budget.before_call(claimed.connection)  # Rule's budget and breaker: go, or hand it back uncounted
+    if not gate.may_send:
+        hand_back([claimed], gate)
+        return gate.kind
+    attempt = _send_claimed(claimed, gate=gate)
     log.info("delivery %s attempt %s: %s %s", delivery_id, attempt.number, attempt.status_code or "-", attempt.outcome)
     return attempt.outcome
 
@@ -221,9 +226,20 @@ def _start_attempt(delivery: Delivery, note: str = "") -> DeliveryAttempt:
     return attempt
 
 
-def _send_claimed(delivery: Delivery, note: str = "") -> DeliveryAttempt:
+def hand_back(deliveries: list[Delivery], gate: budget.Decision) -> None:
+    """Claimed rows that may not go now (paced, or held while Rule fails) wait again, due at `gate.until`: no
+    attempt, nothing counted, nothing lost."""
+    now = timezone.now()
+    ids = [d.pk for d in deliveries]
+    status = Case(When(attempt_count=0, then=Value(S.PENDING)), default=Value(S.RETRYING))
+    Delivery.objects.filter(pk__in=ids, status=S.SENDING).update(
+        status=status, next_attempt_at=gate.until, lease_until=None, updated_at=now
+    )
+
+
+def _send_claimed(delivery: Delivery, note: str = "", gate: budget.Decision | None = None) -> DeliveryAttempt:
     """Attempt row, HTTP call (no transaction open), then the answer recorded in one short transaction; the
-    delivery is claimed (status sending) by this worker."""
+    delivery is claimed (status sending) by this worker. `gate`: before_call's go (None: an operator's call)."""
     if retry.gives_up(delivery.attempt_count):  # only after a worker died mid-call on the last attempt
         reason = f"gave up after {delivery.attempt_count} attempts"
         _recorded(delivery, lambda: _finish(delivery, S.FAILED, reason))
@@ -234,10 +250,11 @@ def _send_claimed(delivery: Delivery, note: str = "") -> DeliveryAttempt:
 
     connection = delivery.connection
     started = time.monotonic()
-    response = None
+    response = error = None
     try:
         response = client_for(connection).send(delivery.method, delivery.path, json=delivery.request_body)
     except RuleRequestError as exc:
+        error = exc
         attempt.error = str(exc)
         if exc.may_have_arrived:
             attempt.note = "\n".join(filter(None, [attempt.note, MAY_HAVE_ARRIVED]))
@@ -253,6 +270,7 @@ def _send_claimed(delivery: Delivery, note: str = "") -> DeliveryAttempt:
         return _classify(delivery, attempt, response)
 
     send_again = _recorded(delivery, record)
+    budget.after_call(connection, gate, response, error)  # the breaker and Rule's counters hear of it
     if send_again is not None:
         return _send_claimed(delivery, note=send_again)
     return attempt
@@ -512,7 +530,13 @@ def resume_connection(connection: Connection) -> int:
     )
     connection.status, connection.paused_reason, connection.hold_until = Connection.Status.ACTIVE, "", None
     connection.paused_at = None
-    if old_hold and old_hold > now:  # deliveries pushed to the lifted hold go now; the rest keep their schedule
+    return release_hold(connection, old_hold)
+
+
+def release_hold(connection: Connection, old_hold: datetime | None) -> int:
+    """A hold was lifted: deliveries pushed to it go now (the rest keep their schedule); enqueue what is due."""
+    now = timezone.now()
+    if old_hold and old_hold > now:
         connection.deliveries.waiting().filter(next_attempt_at__gt=now, next_attempt_at__lte=old_hold).update(
             next_attempt_at=now
         )

@@ -3,20 +3,30 @@
 Serves `/api/v2`: POST /subscribers, GET /subscribers/<id>, DELETE /subscribers/<id>,
 DELETE /subscribers/<id>/tags/<tag>, GET /tags. Test controls: GET/DELETE /_fake/requests (the recorded
 requests, Authorization masked), POST /_fake/control {"status", "times", "latency_ms", "retry_after", "body",
-"clear_failures"},
+"clear_failures", "calls_per_minute", "outage_seconds"},
 GET /_fake/subscribers, GET /_fake/stats (counts for benchmarks: see `FakeRule.stats`). The same controls exist
 in Python on `FakeRule`.
+
+Rule's budget, as far as it is known (rule-api.md): with `calls_per_minute` set, each API key may make that many
+calls in any rolling minute; one more is answered 429 with a Stockholm-time Retry-After (`YYYY-MM-DD HH:MM:SS`,
+when the oldest call of the minute leaves it), and every answer carries `RequestsCount-Allowed`/`-Current` and
+`X-ErrorPercent-Limit` (49)/`-Current` (the share of error answers in the minute). An outage (`outage(seconds)`)
+answers 503 to every API call until it ends.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import re
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
+from datetime import datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, unquote, urlsplit
+from zoneinfo import ZoneInfo
 
 API_PREFIX = "/api/v2"
 MAX_SUBSCRIBERS = 1000
@@ -29,6 +39,9 @@ E164 = re.compile(r"^\+[1-9]\d{6,14}$")
 DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 DATETIME = re.compile(r"^\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}$")
 AUTOMATIONS = (False, "reset", "force")
+BUDGET_WINDOW = 60.0  # seconds: the budget counts calls in any rolling minute
+ERROR_PERCENT_LIMIT = 49
+STOCKHOLM = ZoneInfo("Europe/Stockholm")
 
 
 class RuleError(Exception):
@@ -62,6 +75,7 @@ class FakeRule:
         port: int = 0,
         latency_ms: int = 0,
         on_request: Callable[[dict], None] | None = None,
+        calls_per_minute: int | None = None,
     ) -> None:
         self.api_key = api_key
         self.host, self.port = host, port
@@ -77,6 +91,7 @@ class FakeRule:
         self._next_id = 1000
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
+        self._reset_budget(calls_per_minute)
 
     # ------------------------------------------------------------ lifecycle
 
@@ -149,6 +164,7 @@ class FakeRule:
             self._tags.clear()
             self._automations.clear()
             self.latency_ms = 0
+        self._reset_budget(None)
 
     def stats(self) -> dict:
         """What a benchmark checks without fetching every body: API calls by answer, the (time, status) of each
@@ -204,6 +220,68 @@ class FakeRule:
             self._next_id += 1
             self._tags[self._next_id] = name
             return self._next_id
+
+    # ------------------------------------------------------------ Rule's budget and outages
+
+    def _reset_budget(self, calls_per_minute: int | None) -> None:
+        with self._lock:
+            self.calls_per_minute = calls_per_minute
+            self._calls: dict[str, deque] = {}  # key -> (time, counts against the allowance, was an error)
+            self._outage_until = 0.0
+
+    def set_budget(self, calls_per_minute: int | None) -> None:
+        """Allow each key this many API calls in any rolling minute (None: no limit, and no counter headers)."""
+        with self._lock:
+            self.calls_per_minute = int(calls_per_minute) if calls_per_minute else None
+            self._calls.clear()
+
+    def outage(self, seconds: float) -> None:
+        """Answer 503 to every API call for the next `seconds` (0 ends an outage)."""
+        with self._lock:
+            self._outage_until = time.monotonic() + float(seconds) if seconds else 0.0
+
+    @property
+    def in_outage(self) -> bool:
+        return time.monotonic() < self._outage_until
+
+    def _window(self, key: str, now: float) -> deque:
+        calls = self._calls.setdefault(key, deque())
+        while calls and calls[0][0] <= now - BUDGET_WINDOW:
+            calls.popleft()
+        return calls
+
+    def _limited(self, key: str) -> tuple[int, dict, dict] | None:
+        """The outage's 503 or the budget's 429 for this call, else None."""
+        with self._lock:
+            if self.in_outage:
+                return 503, {"error": "UnexpectedError", "message": "fake outage"}, {}
+            if not self.calls_per_minute:
+                return None
+            now = time.monotonic()
+            allowed = [t for t, counts, _ in self._window(key, now) if counts]
+            if len(allowed) < self.calls_per_minute:
+                return None
+            free_at = time.time() + (allowed[0] + BUDGET_WINDOW - now)
+            stamp = datetime.fromtimestamp(math.ceil(free_at), STOCKHOLM).strftime("%Y-%m-%d %H:%M:%S")
+            message = f"At most {self.calls_per_minute} requests a minute"
+            return 429, {"error": "TooManyRequests", "message": message}, {"Retry-After": stamp}
+
+    def _counted(self, key: str, status: int) -> dict:
+        """Count one API answer against the key's minute; the counter headers Rule sends (when a budget is set)."""
+        with self._lock:
+            if not self.calls_per_minute:
+                return {}
+            now = time.monotonic()
+            calls = self._window(key, now)
+            calls.append((now, status != 429, status >= 400))
+            used = sum(1 for _, counts, _ in calls if counts)
+            errors = 100 * sum(1 for _, _, failed in calls if failed) / len(calls)
+            return {
+                "RequestsCount-Allowed": str(self.calls_per_minute),
+                "RequestsCount-Current": str(used),
+                "X-ErrorPercent-Limit": str(ERROR_PERCENT_LIMIT),
+                "X-ErrorPercent-Current": f"{errors:.1f}",
+            }
 
     # ------------------------------------------------------------ internals used by the handler
 
@@ -452,6 +530,8 @@ class _Handler(BaseHTTPRequestHandler):
             "at": time.time(),
         }
         status, payload, extra = self._answer(split.path, query, body)
+        if split.path.startswith(API_PREFIX + "/"):
+            extra = {**extra, **self.rule._counted(self.headers.get("Authorization", ""), status)}
         entry["status"] = status
         self.rule._record(entry)
         data = json.dumps(payload).encode()
@@ -486,11 +566,18 @@ class _Handler(BaseHTTPRequestHandler):
                 rule.set_latency(int(body["latency_ms"]))
             if body.get("status"):
                 rule.fail(int(body["status"]), int(body.get("times", 1)), body.get("retry_after"), body.get("body"))
+            if "calls_per_minute" in body:
+                rule.set_budget(body["calls_per_minute"])
+            if "outage_seconds" in body:
+                rule.outage(float(body["outage_seconds"] or 0))
             return 200, {"ok": True}, {}
         if not path.startswith(API_PREFIX + "/"):
             return 404, {"error": "NotFound", "message": "Not an API path"}, {}
         if rule.latency_ms:
             time.sleep(rule.latency_ms / 1000)
+        limited = rule._limited(self.headers.get("Authorization", ""))
+        if limited:
+            return limited
         failure = rule._take_failure()
         if failure:
             extra = {"Retry-After": failure["retry_after"]} if failure["retry_after"] else {}

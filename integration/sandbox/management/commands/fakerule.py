@@ -17,9 +17,22 @@ class Command(BaseCommand):
         parser.add_argument("--port", type=int, default=8025)
         parser.add_argument("--api-key", default="fake-rule-key", help="The Bearer key the fake accepts.")
         parser.add_argument("--latency-ms", type=int, default=0, help="Delay every API answer by this much.")
+        parser.add_argument(
+            "--calls-per-minute",
+            type=int,
+            default=None,
+            help="Rule's budget: calls a key may make in any rolling minute (more: 429 with Retry-After).",
+        )
 
     def handle(self, *args, host: str, port: int, api_key: str, latency_ms: int, **options) -> None:
-        fake = FakeRule(api_key=api_key, host=host, port=port, latency_ms=latency_ms, on_request=self.print_request)
+        fake = FakeRule(
+            api_key=api_key,
+            host=host,
+            port=port,
+            latency_ms=latency_ms,
+            on_request=self.print_request,
+            calls_per_minute=options.get("calls_per_minute"),
+        )
         self.stdout.write(f"fake Rule at http://{host}:{port}/api/v2 (controls: /_fake/requests, /_fake/control)")
         self.stdout.flush()
         try:
