@@ -26,6 +26,7 @@ BANNER_BUTTONS = {
     "verify_rule_key": "verify_rule_key",
     "set_signing_secret": "generate_secret",
     "verify_centra_token": "verify_centra_token",
+    "check_rule": "check_rule",
 }
 
 
@@ -39,6 +40,8 @@ ACTION_HELP = {
     "verify_centra_token": "Check the Centra API URL and token below (System > API tokens in Centra), then verify.",
     "view_failed": "Open the failed deliveries to see what Rule said; fix the cause, then resend them.",
     "check_centra_webhook": "Check that Centra's webhook plugin is active and posts to the webhook URL below.",
+    "check_rule": "Rule answers errors or nothing at all (Rule's side, not a setting here). Instead of letting every "
+    "delivery fail, one call checks now and then, less often the longer it lasts (at most every 5 minutes).",
 }
 
 
@@ -84,6 +87,7 @@ class ConnectionPageMixin:
         "verify_centra_token",
         "pause",
         "resume",
+        "check_rule",
         "generate_secret",
         "reveal_secrets",
     )
@@ -101,6 +105,7 @@ class ConnectionPageMixin:
     def console_context(self, request: HttpRequest, conn: Connection) -> dict:
         from integration.ops.health import connection_health
         from integration.ops.setup import checklist
+        from integration.rule.budget import state
 
         health = connection_health(conn)
         steps = checklist(conn)
@@ -111,6 +116,7 @@ class ConnectionPageMixin:
             "banner_button": BANNER_BUTTONS.get(health.action, "") if can_change else "",
             "banner_link": failed_deliveries_url(conn) if health.action == "view_failed" else "",
             "banner_help": ACTION_HELP.get(health.action, ""),
+            "rule_budget": state(conn),
             "checklist": steps,
             "checklist_left": sum(not s.done for s in steps),
             "can_act": can_change,
@@ -201,6 +207,15 @@ class ConnectionPageMixin:
         queued = engine.resume_connection(conn)
         log_history(request, conn, "Resumed")
         self.message_user(request, f"Resumed: {queued} waiting deliveries are being sent.", messages.SUCCESS)
+
+    def do_check_rule(self, request: HttpRequest, conn: Connection) -> None:
+        from integration.rule.budget import check_now
+
+        if check_now(conn):
+            log_history(request, conn, "Asked for a check of Rule now")
+            self.message_user(request, "Checking Rule now: one delivery goes; if Rule answers, the rest follow.")
+        else:
+            self.message_user(request, "Rule is not held as failing: deliveries go as usual.", messages.INFO)
 
     def do_generate_secret(self, request: HttpRequest, conn: Connection) -> HttpResponse:
         """A new strong secret in front of the stored ones (they stay valid until removed), shown in full once."""

@@ -11,7 +11,8 @@ from integration import catalog, upstream
 from integration.encryption import mask
 from integration.mapping.request import distinct_tags
 from integration.mapping.values import known_zone
-from integration.models import Connection, Flow, InboundEvent
+from integration.models import Connection, Flow, InboundEvent, RuleBudget
+from integration.rule.budget import default_ceiling
 
 SECRET_HELP = "Write-only: the stored value is never shown. Leave empty to keep it."
 
@@ -59,6 +60,14 @@ class ConnectionAdminForm(forms.ModelForm):
         widget=forms.CheckboxSelectMultiple,
         choices=(),
     )
+    rule_calls_per_minute = forms.IntegerField(
+        label="Rule calls a minute",
+        required=False,
+        min_value=1,
+        max_value=100_000,
+        help_text="The most calls this connection makes to Rule in a minute, evenly spaced (each call carries up "
+        "to 100 deliveries). Lower it if Rule answers 429 or other tools use the same Rule account.",
+    )
 
     class Meta:
         model = Connection
@@ -105,6 +114,11 @@ class ConnectionAdminForm(forms.ModelForm):
         stored = self.instance.signing_secret_list if self.instance.pk else []
         # Choices carry the position, never the secret itself.
         self.fields["remove_signing_secrets"].choices = [(str(i), mask(s)) for i, s in enumerate(stored)]
+        ceiling = None
+        if self.instance.pk:
+            ceiling = RuleBudget.objects.filter(connection=self.instance).values_list("calls_per_minute", flat=True)
+            ceiling = ceiling.first()
+        self.fields["rule_calls_per_minute"].initial = ceiling or default_ceiling()
 
     def clean_time_zone(self) -> str:
         value = self.cleaned_data["time_zone"]
@@ -185,6 +199,12 @@ class ConnectionAdminForm(forms.ModelForm):
         added = [s for s in split_secrets(data.get("new_signing_secrets") or "") if s not in kept]
         if added or removed:
             instance.signing_secrets = "\n".join(added + kept)
+
+    def save_budget(self, instance: Connection) -> None:
+        """The connection's ceiling of Rule calls a minute (its RuleBudget row), once the connection is saved."""
+        ceiling = self.cleaned_data.get("rule_calls_per_minute")
+        if ceiling:
+            RuleBudget.objects.update_or_create(connection=instance, defaults={"calls_per_minute": ceiling})
 
     def save(self, commit: bool = True) -> Connection:
         instance = super().save(commit=False)

@@ -169,7 +169,18 @@ class ConnectionAdmin(ConnectionPageMixin, admin.ModelAdmin):
                 "fields": ("inbound_urls", "signing_secrets_masked", "new_signing_secrets", "remove_signing_secrets"),
             },
         ),
-        ("Rule", {"fields": ("rule_api_url", "rule_api_key_masked", "new_rule_api_key", "clear_rule_api_key")}),
+        (
+            "Rule",
+            {
+                "fields": (
+                    "rule_api_url",
+                    "rule_api_key_masked",
+                    "new_rule_api_key",
+                    "clear_rule_api_key",
+                    "rule_calls_per_minute",
+                )
+            },
+        ),
         (
             "Centra API",
             {
@@ -270,6 +281,7 @@ class ConnectionAdmin(ConnectionPageMixin, admin.ModelAdmin):
 
     def save_model(self, request: HttpRequest, obj: Connection, form: Any, change: bool) -> None:
         super().save_model(request, obj, form, change)
+        form.save_budget(obj)
         if not change:
             Flow.create_defaults(obj)  # a new connection starts with every catalog event's flow
 

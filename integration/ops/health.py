@@ -15,7 +15,7 @@ from django.db import DatabaseError, connection
 from django.db.models import Count
 from django.utils import timezone
 
-from integration.models import Connection, Delivery, InboundEvent, RejectedCall
+from integration.models import Connection, Delivery, InboundEvent, RejectedCall, RuleBudget
 from integration.ops import delivery_stats
 
 log = logging.getLogger(__name__)
@@ -80,17 +80,19 @@ def health_report() -> tuple[bool, dict]:
 HEALTHY = "healthy"
 PAUSED = "paused"
 NO_SECRET = "no_secret"
+RULE_DOWN = "rule_down"
 HELD = "held"
 FAILING = "failing"
 CENTRA_ERROR = "centra_error"
 QUIET = "quiet"
 
 # The order decides which state a connection with several problems shows: what stops the most comes first.
-STATES = (PAUSED, NO_SECRET, HELD, FAILING, CENTRA_ERROR, QUIET, HEALTHY)
+STATES = (PAUSED, NO_SECRET, RULE_DOWN, HELD, FAILING, CENTRA_ERROR, QUIET, HEALTHY)
 LABELS = {
     HEALTHY: "Healthy",
     PAUSED: "Paused",
     NO_SECRET: "No signing secret",
+    RULE_DOWN: "Rule is failing",
     HELD: "Held by Rule",
     FAILING: "Failing",
     CENTRA_ERROR: "Centra error",
@@ -101,13 +103,14 @@ TONES = {
     HEALTHY: "ok",
     PAUSED: "bad",
     NO_SECRET: "bad",
+    RULE_DOWN: "bad",
     HELD: "warn",
     FAILING: "bad",
     CENTRA_ERROR: "warn",
     QUIET: "idle",
 }
 # States that open an alert incident (integration.ops.alerts); the incident ends when none of them holds.
-ALERT_STATES = frozenset({PAUSED, FAILING})
+ALERT_STATES = frozenset({PAUSED, RULE_DOWN, FAILING})
 
 # Actions: a stable code (the pages map it to their button) and what it says.
 RESUME = "resume"
@@ -116,6 +119,7 @@ SET_SIGNING_SECRET = "set_signing_secret"
 VERIFY_CENTRA_TOKEN = "verify_centra_token"
 VIEW_FAILED = "view_failed"
 CHECK_CENTRA_WEBHOOK = "check_centra_webhook"
+CHECK_RULE = "check_rule"
 ACTION_LABELS = {
     RESUME: "Resume",
     VERIFY_RULE_KEY: "Verify the Rule API key, then Resume",
@@ -123,6 +127,7 @@ ACTION_LABELS = {
     VERIFY_CENTRA_TOKEN: "Verify the Centra API token",
     VIEW_FAILED: "See the failed deliveries",
     CHECK_CENTRA_WEBHOOK: "Check Centra's webhook plugin",
+    CHECK_RULE: "Check Rule now",
 }
 
 # What Rule's 401/403 pause reason starts with (integration.delivery.engine writes it).
@@ -183,6 +188,7 @@ class Facts:
     failures_since: datetime | None = None
     last_event_at: datetime | None = None
     usual_gap: timedelta | None = None  # the average time between events lately (None: fewer than two)
+    rule_down: RuleBudget | None = None  # the connection's budget row while its breaker is open (Rule failing)
 
 
 def load_facts(connections: list[Connection], now: datetime | None = None) -> dict[int, Facts]:
@@ -191,6 +197,9 @@ def load_facts(connections: list[Connection], now: datetime | None = None) -> di
     ids = [c.pk for c in connections]
     window_start = delivery_stats.hour_of(now - FAILING_WINDOW)
     failures = delivery_stats.failures_since(ids, window_start)
+    open_breakers = {
+        b.connection_id: b for b in RuleBudget.objects.filter(connection_id__in=ids).exclude(breaker_opened_at=None)
+    }
     found = {}
     for conn in connections:
         events = InboundEvent.objects.filter(connection_id=conn.pk)
@@ -207,6 +216,7 @@ def load_facts(connections: list[Connection], now: datetime | None = None) -> di
             failures_since=window_start,
             last_event_at=last,
             usual_gap=gap,
+            rule_down=open_breakers.get(conn.pk),
         )
     return found
 
@@ -226,6 +236,19 @@ def connection_health(conn: Connection, facts: Facts | None = None, now: datetim
             "No signing secret: every call from Centra and the storefront is refused (401).",
             SET_SIGNING_SECRET,
             None,
+        )
+    if facts.rule_down is not None:
+        breaker = facts.rule_down
+        checking = breaker.probing_until is not None and breaker.probing_until > now
+        next_check = max(breaker.next_probe_at or now, breaker.probing_until or now)
+        when = "Checking now" if checking else f"Next check at {timezone.localtime(next_check):%H:%M:%S}"
+        return Health(
+            RULE_DOWN,
+            f"Rule is failing ({breaker.last_failure or 'no answer'}): deliveries are held, nothing is lost. "
+            f"{when}; they go out by themselves once Rule answers.",
+            CHECK_RULE,
+            breaker.breaker_opened_at,
+            None if checking else next_check,
         )
     if conn.hold_until and conn.hold_until > now:
         return Health(

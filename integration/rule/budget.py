@@ -381,23 +381,18 @@ def slow_down(
 
 @dataclass(frozen=True)
 class State:
-    """The budget and breaker in a merchant's words, for the connection page and the home page."""
+    """The pace in a merchant's words, for the connection page (the breaker shows in connection_health)."""
 
-    failing: bool
-    headline: str
     pace: str
     rule_counts: str
-    next_check_at: datetime | None = None
 
 
 def state(connection: Connection, now: datetime | None = None) -> State:
     now = now or timezone.now()
     budget = RuleBudget.objects.filter(connection_id=connection.pk).first() or RuleBudget(connection=connection)
-    used = budget.calls_this_minute(now)
-    pace = f"{budget.calls_per_minute:,} calls a minute, {used:,} used in the last minute"
-    counts = ""
+    pace = f"{budget.calls_per_minute:,} calls a minute, {budget.calls_this_minute(now):,} used in the last minute"
+    parts = []
     if budget.rule_counts_at and budget.rule_counts_at > now - timedelta(minutes=10):
-        parts = []
         if budget.rule_requests_allowed:
             parts.append(f"{budget.rule_requests_current or 0:,} of {budget.rule_requests_allowed:,} requests used")
         if budget.rule_error_percent_limit:
@@ -405,14 +400,22 @@ def state(connection: Connection, now: datetime | None = None) -> State:
                 f"{budget.rule_error_percent_current or 0:g} % of calls failing (Rule blocks the account at "
                 f"{budget.rule_error_percent_limit:g} %)"
             )
-        counts = "Rule reports " + "; ".join(parts) + "." if parts else ""
-    if budget.is_open:
-        when = max(budget.next_probe_at or now, budget.probing_until or now)
-        checking = budget.probing_until is not None and budget.probing_until > now
-        headline = (
-            f"Rule is failing ({budget.last_failure}): deliveries are held, nothing is lost. "
-            + ("Checking now." if checking else f"Next check at {_clock(when)}.")
-            + " They go out by themselves once Rule answers."
-        )
-        return State(True, headline, pace, counts, when)
-    return State(False, "", pace, counts)
+    return State(pace, "Rule reports " + "; ".join(parts) + "." if parts else "")
+
+
+def check_now(connection: Connection) -> bool:
+    """The merchant's "Check Rule now": the breaker's next check is due at once (False when it is not open)."""
+    now = timezone.now()
+    budget = budget_for(connection)
+    if not budget.is_open:
+        return False
+    breaker_hold = max(budget.next_probe_at or now, budget.probing_until or now)
+    RuleBudget.objects.filter(pk=budget.pk).update(next_probe_at=now, updated_at=now)
+    from integration.delivery.engine import release_hold
+
+    with transaction.atomic():
+        # the breaker's hold ends now (a longer one a 429 set stays), and what it held is enqueued
+        if Connection.objects.filter(pk=connection.pk, hold_until__lte=breaker_hold).update(hold_until=None):
+            connection.hold_until = None
+            release_hold(connection, breaker_hold)
+    return True
