@@ -244,11 +244,11 @@ def connection_health(conn: Connection, facts: Facts | None = None, now: datetim
         when = "Checking now" if checking else f"Next check at {timezone.localtime(next_check):%H:%M:%S}"
         return Health(
             RULE_DOWN,
-            f"Rule is failing ({breaker.last_failure or 'no answer'}): deliveries are held, nothing is lost. "
+            f"{breaker.last_failure or 'Rule failed'}, {breaker.failures_in_row} calls in a row: deliveries are held, "
+            "nothing is lost. "
             f"{when}; they go out by themselves once Rule answers.",
             CHECK_RULE,
             breaker.breaker_opened_at,
-            None if checking else next_check,
         )
     if conn.hold_until and conn.hold_until > now:
         return Health(

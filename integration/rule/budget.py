@@ -255,7 +255,9 @@ def after_call(connection: Connection, decision: Decision | None, response=None,
 def _failure_text(code: int | None, error) -> str:
     if code is not None:
         return f"Rule answered {code}"
-    return str(error or "no answer")[:300]
+    if getattr(error, "kind", "") == "timeout":
+        return "Rule did not answer in time"
+    return "Rule could not be reached"
 
 
 def _failed(connection: Connection, budget: RuleBudget, decision: Decision | None, why: str, now: datetime) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 
 import pytest
+from django.utils import timezone
 from playwright.sync_api import expect
 
 from integration.models import Connection, Delivery
@@ -204,3 +205,49 @@ def test_resend_every_failed_delivery_since_a_time(admin_page, live_url, shop, f
     expect(page.locator(".messagelist")).to_contain_text("2 failed deliveries resent.")
     run_tasks()
     assert set(Delivery.objects.values_list("status", flat=True)) == {Delivery.Status.SUCCEEDED}
+
+
+def test_while_rule_fails_the_page_says_deliveries_are_held_and_when_it_checks(
+    admin_page, live_url, shop, fake_rule, run_tasks, screenshot
+):
+    from integration.delivery import engine
+    from integration.rule.budget import RuleBudget
+
+    page = admin_page
+    fake_rule.outage(600)  # Rule answers 503 to everything
+    for n in range(7):
+        engine.create_delivery(
+            connection=shop,
+            event="OrderShipped",
+            body={
+                "update_on_duplicate": True,
+                "tags": ["OrderShipped"],
+                "subscribers": {"email": f"s{n}@shop.example"},
+            },
+            email=f"s{n}@shop.example",
+            idempotency_key=f"OrderShipped:{n}",
+        )
+    run_tasks()
+    assert len(fake_rule.requests) == 5  # then the breaker held the connection: no call per delivery
+
+    connection_page(page, live_url, shop)
+    banner = page.locator("#health-banner")
+    expect(banner).to_contain_text("Rule is failing")
+    expect(banner).to_contain_text("deliveries are held, nothing is lost")
+    next_check = timezone.localtime(RuleBudget.objects.get(connection=shop).next_probe_at)
+    expect(banner).to_contain_text(f"Next check at {next_check:%H:%M:%S}")
+    expect(banner.locator(".badge")).to_have_css("background-color", RED)
+    expect(page.locator("#rule-budget")).to_contain_text("1,200 calls a minute, 5 used in the last minute")
+    screenshot(page, "rule-failing")
+
+    # Rule is back; the merchant does not wait for the next check
+    fake_rule.outage(0)
+    banner.get_by_role("button", name="Check Rule now").click()
+    expect(page.locator(".messagelist")).to_contain_text("Checking Rule now")
+    run_tasks()
+    page.reload()
+    expect(page.locator("#health-banner")).not_to_contain_text("Rule is failing")
+    assert Delivery.objects.filter(connection=shop, attempt_count=0).count() == 0
+    held = Delivery.objects.filter(connection=shop, email__in=["s5@shop.example", "s6@shop.example"])
+    assert {d.status for d in held} == {Delivery.Status.SUCCEEDED}
+    screenshot(page, "rule-back")
