@@ -128,6 +128,7 @@ class Decision:
     kind: str
     until: datetime | None = None
     reason: str = ""
+    budget: RuleBudget | None = None  # the row as read before the call (after_call need not read it again)
 
     @property
     def may_send(self) -> bool:
@@ -196,7 +197,7 @@ def before_call(connection: Connection) -> Decision:
         return Decision(WAIT, now + timedelta(seconds=wait), f"paced at {budget.calls_per_minute} calls a minute")
     if wait > 0:
         time.sleep(wait)
-    return Decision(GO)
+    return Decision(GO, budget=budget)
 
 
 # ---------------------------------------------------------------- the breaker
@@ -217,7 +218,7 @@ def _probe_or_hold(connection: Connection, budget: RuleBudget, now: datetime) ->
         budget.refresh_from_db()
         return _held(budget, now) if budget.is_open else Decision(GO)
     _hold_connection(connection, lease)  # the other workers wait at their claim while the probe is out
-    return Decision(PROBE, lease, "the one probe call while Rule is failing")
+    return Decision(PROBE, lease, "the one probe call while Rule is failing", budget)
 
 
 def _held(budget: RuleBudget, now: datetime) -> Decision:
@@ -242,7 +243,7 @@ def after_call(connection: Connection, decision: Decision | None, response=None,
     if error is not None and getattr(error, "kind", "") == "refused":
         return  # nothing was sent (the key is bound to another address): says nothing about Rule
     now = timezone.now()
-    budget = budget_for(connection)
+    budget = decision.budget if decision is not None and decision.budget is not None else budget_for(connection)
     code = response.status_code if response is not None else None
     if response is not None:
         _read_counters(budget, response.headers, now)
@@ -296,18 +297,22 @@ def _failed(connection: Connection, budget: RuleBudget, decision: Decision | Non
 
 
 def _answered(connection: Connection, budget: RuleBudget, decision: Decision | None, code: int, now: datetime):
-    rows = RuleBudget.objects.filter(pk=budget.pk)
-    closed = rows.filter(breaker_opened_at__isnull=False).update(
-        breaker_opened_at=None,
-        next_probe_at=None,
-        probing_until=None,
-        probe_backoff=0,
-        failures_in_row=0,
-        updated_at=now,
+    """Rule answered: the failures in a row start again from 0 and an open breaker closes (one UPDATE, matching
+    nothing in the usual case)."""
+    changed = (
+        RuleBudget.objects.filter(pk=budget.pk)
+        .filter(Q(failures_in_row__gt=0) | Q(breaker_opened_at__isnull=False))
+        .update(
+            breaker_opened_at=None,
+            next_probe_at=None,
+            probing_until=None,
+            probe_backoff=0,
+            failures_in_row=0,
+            updated_at=now,
+        )
     )
-    if not closed:
-        if budget.failures_in_row:
-            rows.filter(failures_in_row__gt=0).update(failures_in_row=0, updated_at=now)
+    # (A breaker another worker opened after this call's look closes too, and its short hold simply runs out.)
+    if not changed or not (budget.is_open or (decision is not None and decision.kind == PROBE)):
         return
     log.info("connection %s: Rule answers again (%s); sending what waited", connection.name, code)
     if code == 429:
