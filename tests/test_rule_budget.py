@@ -311,3 +311,18 @@ def test_the_ceiling_is_edited_on_the_connection_page(admin_client, rule_connect
     assert budget.calls_per_minute(rule_connection) == 90
     answer, _ = post_change(admin_client, rule_connection, rule_calls_per_minute="0")
     assert answer.status_code == 200 and budget.calls_per_minute(rule_connection) == 90
+
+
+def test_the_delivery_list_says_why_deliveries_wait(admin_client, rule_connection, fake_rule):
+    from tests.test_admin import changelist_url
+
+    budget.budget_for(rule_connection)
+    RuleBudget.objects.filter(connection=rule_connection).update(calls_per_minute=5)
+    make_deliveries(rule_connection, 2)
+    assert deliver_due(rule_connection) == ["succeeded", "paced"]
+    page = admin_client.get(changelist_url(Delivery)).content.decode()
+    assert "Waits its turn in the connection&#x27;s pace towards Rule; it goes at" in page
+
+    open_breaker(rule_connection)
+    page = admin_client.get(changelist_url(Delivery)).content.decode()
+    assert "Waits: Rule is failing; the next check is at" in page

@@ -40,6 +40,15 @@ def last_attempt(delivery: Delivery) -> DeliveryAttempt | None:
     return delivery.attempts.order_by("-number").first()
 
 
+def rule_failing(conn) -> bool:
+    """Whether the connection's hold is its circuit breaker's (Rule failing), not a 429 (once per connection)."""
+    if not hasattr(conn, "_rule_failing"):
+        from integration.rule.budget import RuleBudget
+
+        conn._rule_failing = RuleBudget.objects.filter(connection=conn, breaker_opened_at__isnull=False).exists()
+    return conn._rule_failing
+
+
 def waiting_reason(delivery: Delivery, now: datetime | None = None) -> str:
     """Why an open delivery has not gone yet ("" when it is simply due or not open)."""
     if delivery.status not in Delivery.OPEN_STATUSES:
@@ -49,9 +58,18 @@ def waiting_reason(delivery: Delivery, now: datetime | None = None) -> str:
     if conn.is_paused:
         return f"Waits: the connection is paused ({conn.paused_reason or 'by hand'}); it goes when resumed."
     if conn.hold_until and conn.hold_until > now:
+        if rule_failing(conn):
+            return (
+                f"Waits: Rule is failing; the next check is at {local_time(conn.hold_until)}, and it goes once Rule "
+                "answers."
+            )
         return f"Waits: Rule asked to slow down (429); it goes after {local_time(conn.hold_until)}."
     if delivery.status == S.RETRYING and delivery.next_attempt_at and delivery.next_attempt_at > now:
         return f"Retries at {local_time(delivery.next_attempt_at)}."
+    if delivery.status == S.PENDING and delivery.next_attempt_at and delivery.next_attempt_at > now:
+        return (
+            f"Waits its turn in the connection's pace towards Rule; it goes at {local_time(delivery.next_attempt_at)}."
+        )
     if delivery.status == S.SENDING:
         return "Being sent now."
     return "Queued: goes out within seconds."
