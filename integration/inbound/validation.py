@@ -22,9 +22,9 @@ from django.core.exceptions import ValidationError as DjangoValidationError
 from django.core.validators import EmailValidator
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
-from rest_framework.fields import empty
 
 from integration import catalog
+from integration.inbound.compiled import NotSure, RawCheckedSerializer, compile_serializer
 from integration.mapping.orders import cart_items
 
 MAX_EVENT_ID_LENGTH = 200  # the dedupe key "events:<id>" must fit in 255 characters
@@ -174,14 +174,13 @@ class OrderEventSerializer(serializers.Serializer):
 EMPTY_CART = "a cart needs at least one item: OrderCreated is sent when one or more items have been added"
 
 
-class CartWithItemsSerializer(CartDocumentSerializer):
+class CartWithItemsSerializer(RawCheckedSerializer, CartDocumentSerializer):
     """An abandoned checkout's cart: its `lines` hold at least one item (the mapping's rule, `cart_items`)."""
 
-    def run_validation(self, data: Any = empty) -> Any:
-        value = super().run_validation(data)
+    @staticmethod
+    def raw_check(data: Any) -> None:
         if not cart_items(data):  # the sent lines: their keys are not all declared above
             raise serializers.ValidationError({"lines": [EMPTY_CART]})
-        return value
 
 
 class OrderCreatedSerializer(serializers.Serializer):
@@ -337,11 +336,21 @@ _validators = threading.local()
 
 def run_serializer(serializer_class: type[serializers.Serializer], data: Any) -> tuple[Any, list[tuple[str, str]]]:
     """(validated data, []) or (None, every problem): the serializer's own validation, run on one instance per
-    class and thread (building a serializer deep-copies its fields, which cost most of the time per event)."""
+    class and thread (building a serializer deep-copies its fields, which cost most of the time per event).
+
+    Valid data is vouched for by the serializer compiled once (`compiled.py`: DRF's success path without its
+    machinery, same checks, same values); whatever it is not sure of, every refusal included, is answered by
+    the serializer itself."""
     cache = _validators.__dict__.setdefault("instances", {})
-    serializer = cache.get(serializer_class)
-    if serializer is None:
-        serializer = cache[serializer_class] = serializer_class()
+    entry = cache.get(serializer_class)
+    if entry is None:
+        serializer = serializer_class()
+        entry = cache[serializer_class] = (serializer, compile_serializer(serializer_class()))
+    serializer, compiled_check = entry
+    try:
+        return compiled_check(data), []
+    except NotSure:
+        pass
     try:
         return serializer.run_validation(data), []
     except serializers.ValidationError as exc:
