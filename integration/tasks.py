@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from integration.delivery import engine as delivery
 from integration.ops import worker
-from integration.processing.dispatch import process_inbound_event
+from integration.processing.dispatch import CHUNK_SIZE, process_inbound_event, process_inbound_events
 
 
 def process_inbound(inbound_id: int) -> str:
@@ -41,19 +41,18 @@ def check_alerts(connection_id: int | None = None) -> dict[str, int] | str:
 
 
 def process_inbound_batch(inbound_ids: list[int]) -> dict[str, int]:
-    """Turn the inbound events one request stored into deliveries, one after the other (one task per request).
-
-    Each event is processed exactly as process_inbound does it; an event left `received` by a failure here is
-    picked up again, on its own, by the sweeper. A stopping worker hands back the events it has not started.
-    """
+    """Turn a list of stored inbound events (one request's, or a page of the sweeper's) into deliveries, in
+    chunks (dispatch.process_inbound_events: set-based, each event keeping its own outcome). An event left
+    `received` by a failure here is picked up again by the sweeper. A stopping worker hands back the events it
+    has not started."""
     outcomes: dict[str, int] = {}
-    for index, inbound_id in enumerate(inbound_ids):
+    for start in range(0, len(inbound_ids), CHUNK_SIZE):
         if worker.stopping():
-            worker.hand_back("integration.tasks.process_inbound_batch", list(inbound_ids[index:]))
-            outcomes["handed back"] = len(inbound_ids) - index
+            worker.hand_back("integration.tasks.process_inbound_batch", list(inbound_ids[start:]))
+            outcomes["handed back"] = len(inbound_ids) - start
             break
-        status = process_inbound_event(inbound_id)
-        outcomes[status] = outcomes.get(status, 0) + 1
+        for status, count in process_inbound_events(list(inbound_ids[start : start + CHUNK_SIZE])).items():
+            outcomes[status] = outcomes.get(status, 0) + count
     return outcomes
 
 

@@ -106,11 +106,12 @@ def _reason(stones: dict[str, datetime], emails: set[str], occurred_at: datetime
     return drop_reason(max(dates))
 
 
-def check(connection_id: int, payload: Any, occurred_at: datetime | None, *extra_emails: str) -> str:
+def check(connection_id: int, payload: Any, occurred_at: datetime | None, *extra_emails: str, lookup=None) -> str:
     """The reason to drop an event about a forgotten person ("" to keep it): an email in it (or given) that was
-    forgotten before the event happened, or with no time known."""
+    forgotten before the event happened, or with no time known. `lookup` answers as `forgotten` does (set-based
+    processing reads the tombstones of a whole chunk at once)."""
     emails = emails_in(payload) | {normalize_email(e) for e in extra_emails if e}
-    return _reason(forgotten(connection_id, emails), emails, occurred_at)
+    return _reason((lookup or forgotten)(connection_id, emails), emails, occurred_at)
 
 
 def drop_forgotten_rows(connection: Connection, rows: list) -> None:

@@ -14,6 +14,7 @@ from django_q.models import Schedule
 from integration.delivery import engine as delivery
 from integration.models import Connection, Delivery
 from integration.ops.schedules import SWEEP_NAME, ensure_sweep_schedule
+from integration.processing import dispatch
 from tests.factories import ConnectionFactory, DeliveryAttemptFactory, DeliveryFactory, InboundEventFactory
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -95,12 +96,13 @@ def test_inbound_events_stuck_in_received_for_over_a_minute_are_processed_again(
     counts = delivery.sweep()
 
     assert counts == {"deliveries": 0, "inbound_events": 1}
-    assert task_queue.pending() == [("integration.tasks.process_inbound", (stuck.pk,))]
+    assert task_queue.pending() == [("integration.tasks.process_inbound_batch", ([stuck.pk],))]
 
 
 def test_one_sweep_enqueues_everything_due_reading_it_page_by_page(rule_connection, task_queue, monkeypatch):
     # given a backlog larger than one page (a flushed broker: nothing of it is queued)
     monkeypatch.setattr(delivery, "SWEEP_PAGE", 3)
+    monkeypatch.setattr(dispatch, "SWEEP_TASK_SIZE", 3)
     due = [new_delivery(rule_connection, f"k{n}").pk for n in range(7)]
     stuck = [
         InboundEventFactory(connection=rule_connection, received_at=timezone.now() - timedelta(minutes=5)).pk
@@ -111,7 +113,11 @@ def test_one_sweep_enqueues_everything_due_reading_it_page_by_page(rule_connecti
     assert delivery.sweep() == {"deliveries": 7, "inbound_events": 4}
     pending = task_queue.pending()
     assert sorted(args[0] for name, args in pending if name == "integration.tasks.deliver") == due
-    assert sorted(args[0] for name, args in pending if name == "integration.tasks.process_inbound") == stuck
+    # the due inbound events go as lists, one task per SWEEP_TASK_SIZE of them
+    assert [args[0] for name, args in pending if name == "integration.tasks.process_inbound_batch"] == [
+        stuck[:3],
+        stuck[3:],
+    ]
 
 
 def test_inbound_events_waiting_for_a_retry_or_held_by_a_worker_are_left_alone(connection, task_queue):
@@ -122,7 +128,7 @@ def test_inbound_events_waiting_for_a_retry_or_held_by_a_worker_are_left_alone(c
         connection=connection, received_at=old, next_attempt_at=timezone.now() - timedelta(seconds=1)
     )
     assert delivery.sweep() == {"deliveries": 0, "inbound_events": 1}
-    assert task_queue.pending() == [("integration.tasks.process_inbound", (due.pk,))]
+    assert task_queue.pending() == [("integration.tasks.process_inbound_batch", ([due.pk],))]
 
 
 def test_the_migrated_database_has_one_sweep_schedule_every_minute(db):

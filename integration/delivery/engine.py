@@ -562,17 +562,14 @@ def sweep() -> dict[str, int]:
     Everything due goes in one sweep, read in pages of SWEEP_PAGE ids (a flushed broker with a backlog of
     thousands starts moving at once, not 500 a minute). A task whose row is no longer due when it runs does
     nothing, so enqueuing a row twice is harmless."""
-    from integration.processing.dispatch import enqueue_inbound
+    from integration.processing.dispatch import enqueue_due_inbound
 
     now = timezone.now()
     deliveries = 0
     for pk in _ids_in_pages(Delivery.objects.backlog(now)):
         enqueue_delivery(pk)
         deliveries += 1
-    inbound_events = 0
-    for pk in _ids_in_pages(InboundEvent.objects.due(now, settled=STUCK_INBOUND_AFTER)):
-        enqueue_inbound(pk)
-        inbound_events += 1
+    inbound_events = enqueue_due_inbound(_ids_in_pages(InboundEvent.objects.due(now, settled=STUCK_INBOUND_AFTER)))
     return {"deliveries": deliveries, "inbound_events": inbound_events}
 
 

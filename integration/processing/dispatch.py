@@ -21,11 +21,12 @@ for its Retry-After without using the budget. The sweeper enqueues what is due.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections import Counter
+from collections.abc import Callable, Iterator
 from datetime import datetime
 from typing import Any
 
-from django.db import transaction
+from django.db import DatabaseError, transaction
 from django.db.models import F
 from django.utils import timezone
 
@@ -38,9 +39,13 @@ log = logging.getLogger(__name__)
 
 Handler = Callable[..., str | None]
 Fetch = Callable[[InboundEvent], Any]
+Plan = Callable[..., Any]
 
 _by_type: dict[str, tuple[Handler, Fetch | None]] = {}
 _by_source: dict[str, tuple[Handler, Fetch | None]] = {}
+# Handlers whose work is a plan (plan(inbound, planning) -> DeliverySpec | None, no writes): a chunk of their
+# events is stored set-based (process_inbound_events).
+_plans: dict[Handler, Plan] = {}
 
 RECEIVED = InboundEvent.Status.RECEIVED
 
@@ -73,9 +78,11 @@ def handles(*event_types: str, fetch: Fetch | None = None) -> Callable[[Handler]
     return register
 
 
-def handles_source(source: str, fetch: Fetch | None = None) -> Callable[[Handler], Handler]:
+def handles_source(source: str, fetch: Fetch | None = None, plan: Plan | None = None) -> Callable[[Handler], Handler]:
     def register(fn: Handler) -> Handler:
         _by_source[source] = (fn, fetch)
+        if plan is not None:
+            _plans[fn] = plan
         return fn
 
     return register
@@ -93,6 +100,11 @@ def _registered(inbound: InboundEvent) -> tuple[Handler, Fetch | None] | None:
 # ---------------------------------------------------------------- enqueueing
 
 
+BATCH_TASK = "integration.tasks.process_inbound_batch"
+SWEEP_TASK_SIZE = 500  # the sweeper hands the due events over in lists of this many ids, one task each
+CHUNK_SIZE = 200  # a task processes its events in chunks of this many: one claim, one insert, one commit each
+
+
 def enqueue_inbound(inbound_id: int) -> None:
     """Hand one event to the worker; a broker failure is only logged (the sweeper catches up)."""
     enqueue(
@@ -101,6 +113,25 @@ def enqueue_inbound(inbound_id: int) -> None:
         task_name=f"process-inbound-{inbound_id}",
         what=f"inbound event {inbound_id}",
     )
+
+
+def enqueue_inbound_batch(inbound_ids: list[int], **options: Any) -> None:
+    """Hand a list of events to the worker as one task; a broker failure is only logged (the sweeper catches up)."""
+    enqueue(BATCH_TASK, list(inbound_ids), what=f"{len(inbound_ids)} inbound event(s)", **options)
+
+
+def enqueue_due_inbound(ids: Iterator[int]) -> int:
+    """The sweeper's part for inbound events: the due ids in lists of SWEEP_TASK_SIZE, one task each."""
+    count, page = 0, []
+    for pk in ids:
+        page.append(pk)
+        count += 1
+        if len(page) == SWEEP_TASK_SIZE:
+            enqueue_inbound_batch(page)
+            page = []
+    if page:
+        enqueue_inbound_batch(page)
+    return count
 
 
 # ---------------------------------------------------------------- processing
@@ -146,6 +177,127 @@ def _process(inbound: InboundEvent) -> str:
     except Exception as exc:  # a passing fault: due again on the retry schedule
         log.warning("processing inbound event %s failed: %s", inbound.pk, exc.__class__.__name__)
         return _retry(inbound, f"{exc.__class__.__name__}: {exc}", None, counted=True)
+
+
+def process_inbound_events(inbound_ids: list[int]) -> dict[str, int]:
+    """Process a list of events, set-based: claimed together with one lease (as _claim does for one), planned
+    one by one, and the plans of a chunk stored in one transaction (one INSERT for the deliveries, one UPDATE
+    per outcome and reason). Events without a plan (a Centra fetch, a plug-in's own writes) go one by one as in
+    process_inbound_event. Each event keeps its own outcome: ignored with its reason, failed with its reason,
+    due again on the retry schedule; one bad event never fails the others. Returns {status: count}."""
+    outcomes: Counter[str] = Counter()
+    claimed = _claim_many(inbound_ids)
+    outcomes["not due"] += len(set(inbound_ids)) - len(claimed)
+    planned = []
+    for inbound in claimed:
+        registered = _registered(inbound)
+        plan = _plans.get(registered[0]) if registered is not None and registered[1] is None else None
+        if plan is None:
+            try:
+                outcomes[_process(inbound)] += 1
+            except _ClaimLost:
+                outcomes["not due"] += 1
+        else:
+            planned.append((inbound, plan))
+    if planned:
+        outcomes.update(_process_planned(planned))
+    return {status: count for status, count in outcomes.items() if count}
+
+
+def _claim_many(inbound_ids: list[int]) -> list[InboundEvent]:
+    """Take the due ones of these events for this worker, with one lease (the claim's token) and one attempt
+    counted each; returns them loaded, in id order."""
+    now = timezone.now()
+    lease_until = now + retry.LEASE
+    claimed = (
+        InboundEvent.objects.due(now)
+        .filter(pk__in=inbound_ids)
+        .update(lease_until=lease_until, process_attempts=F("process_attempts") + 1)
+    )
+    if not claimed:
+        return []
+    events = list(
+        InboundEvent.objects.select_related("connection")
+        .filter(pk__in=inbound_ids, lease_until=lease_until)
+        .order_by("pk")
+    )
+    for inbound in events:
+        inbound.lease_until = lease_until
+    return events
+
+
+def _process_planned(planned: list[tuple[InboundEvent, Plan]]) -> Counter[str]:
+    """Plan every event (no writes), then store the plans and the outcomes in one transaction."""
+    from integration.delivery.outbox import create_deliveries
+    from integration.processing.emit import Planning
+
+    planning = Planning()
+    by_connection: dict[int, list] = {}
+    for inbound, _ in planned:
+        by_connection.setdefault(inbound.connection_id, []).append(inbound.payload)
+    for connection_id, payloads in by_connection.items():
+        planning.read_tombstones(connection_id, payloads)
+
+    outcomes: Counter[str] = Counter()
+    specs, settled, failing = [], [], []  # settled: (inbound, status, error)
+    for inbound, plan in planned:
+        try:
+            spec = plan(inbound, planning)
+        except Ignored as exc:
+            settled.append((inbound, InboundEvent.Status.IGNORED, str(exc)))
+        except PermanentError as exc:
+            if exc.record is not None:  # it must be written with the outcome: as process_inbound_event does
+                failing.append(inbound)
+            else:
+                settled.append((inbound, InboundEvent.Status.FAILED, str(exc)))
+        except Exception:  # a passing fault: this event alone, as process_inbound_event handles it
+            failing.append(inbound)
+        else:
+            if spec is not None:
+                specs.append(spec)
+            settled.append((inbound, InboundEvent.Status.PROCESSED, ""))
+    try:
+        outcomes.update(_store_planned(settled, specs, create_deliveries))
+    except DatabaseError as exc:  # e.g. one row a column refuses: each event on its own, so only it fails
+        log.warning("storing %s planned event(s) failed (%s): one by one", len(settled), exc.__class__.__name__)
+        failing.extend(inbound for inbound, _, _ in settled)
+    for inbound in failing:
+        try:
+            outcomes[_process(inbound)] += 1
+        except _ClaimLost:
+            outcomes["not due"] += 1
+    return outcomes
+
+
+def _store_planned(settled: list, specs: list, create_deliveries: Callable) -> Counter[str]:
+    """One transaction: the events still claimed by this worker (locked), their deliveries, their outcomes."""
+    outcomes: Counter[str] = Counter()
+    if not settled:
+        return outcomes
+    lease_until = settled[0][0].lease_until
+    now = timezone.now()
+    with transaction.atomic():
+        ids = [inbound.pk for inbound, _, _ in settled]
+        mine = set(
+            InboundEvent.objects.select_for_update()
+            .filter(pk__in=ids, lease_until=lease_until)
+            .values_list("pk", flat=True)
+        )
+        create_deliveries([spec for spec in specs if spec.inbound_event_id in mine])
+        groups: dict[tuple[str, str], list[InboundEvent]] = {}
+        for inbound, status, error in settled:
+            if inbound.pk in mine:
+                groups.setdefault((status, error), []).append(inbound)
+        for (status, error), events in groups.items():
+            InboundEvent.objects.filter(pk__in=[e.pk for e in events]).update(
+                lease_until=None, status=status, error=error, processed_at=now
+            )
+            outcomes[status] += len(events)
+    for inbound, status, error in settled:
+        if inbound.pk in mine:
+            inbound.status, inbound.error, inbound.processed_at, inbound.lease_until = status, error, now, None
+    outcomes["not due"] += len(settled) - len(mine)
+    return outcomes
 
 
 def _claim(inbound_id: int) -> InboundEvent | None:
