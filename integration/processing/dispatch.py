@@ -270,32 +270,43 @@ def _process_planned(planned: list[tuple[InboundEvent, Plan]]) -> Counter[str]:
 
 
 def _store_planned(settled: list, specs: list, create_deliveries: Callable) -> Counter[str]:
-    """One transaction: the events still claimed by this worker (locked), their deliveries, their outcomes."""
-    outcomes: Counter[str] = Counter()
+    """One transaction: the outcomes of the events this worker still holds, and their deliveries.
+
+    The outcome UPDATEs come first and only touch rows whose lease is still this worker's; when they all are
+    (the usual case) the deliveries follow in the same transaction. When a lease ran out and another worker took
+    an event meanwhile, the transaction is rolled back and redone with the rows still held locked first."""
     if not settled:
-        return outcomes
+        return Counter()
+    try:
+        return _store_outcomes(settled, specs, create_deliveries, locked=None)
+    except _ClaimLost:
+        lease_until = settled[0][0].lease_until
+        with transaction.atomic():
+            ids = [inbound.pk for inbound, _, _ in settled]
+            held = InboundEvent.objects.select_for_update().filter(pk__in=ids, lease_until=lease_until)
+            return _store_outcomes(settled, specs, create_deliveries, locked=set(held.values_list("pk", flat=True)))
+
+
+def _store_outcomes(settled: list, specs: list, create_deliveries: Callable, locked: set[int] | None) -> Counter:
+    outcomes: Counter[str] = Counter()
     lease_until = settled[0][0].lease_until
+    mine = [(inbound, status, error) for inbound, status, error in settled if locked is None or inbound.pk in locked]
     now = timezone.now()
     with transaction.atomic():
-        ids = [inbound.pk for inbound, _, _ in settled]
-        mine = set(
-            InboundEvent.objects.select_for_update()
-            .filter(pk__in=ids, lease_until=lease_until)
-            .values_list("pk", flat=True)
-        )
-        create_deliveries([spec for spec in specs if spec.inbound_event_id in mine])
-        groups: dict[tuple[str, str], list[InboundEvent]] = {}
-        for inbound, status, error in settled:
-            if inbound.pk in mine:
-                groups.setdefault((status, error), []).append(inbound)
-        for (status, error), events in groups.items():
-            InboundEvent.objects.filter(pk__in=[e.pk for e in events]).update(
+        groups: dict[tuple[str, str], list[int]] = {}
+        for inbound, status, error in mine:
+            groups.setdefault((status, error), []).append(inbound.pk)
+        for (status, error), ids in groups.items():
+            updated = InboundEvent.objects.filter(pk__in=ids, lease_until=lease_until).update(
                 lease_until=None, status=status, error=error, processed_at=now
             )
-            outcomes[status] += len(events)
-    for inbound, status, error in settled:
-        if inbound.pk in mine:
-            inbound.status, inbound.error, inbound.processed_at, inbound.lease_until = status, error, now, None
+            if updated != len(ids):
+                raise _ClaimLost(ids)
+            outcomes[status] += updated
+        held = {inbound.pk for inbound, _, _ in mine}
+        create_deliveries([spec for spec in specs if spec.inbound_event_id in held])
+    for inbound, status, error in mine:
+        inbound.status, inbound.error, inbound.processed_at, inbound.lease_until = status, error, now, None
     outcomes["not due"] += len(settled) - len(mine)
     return outcomes
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import uuid
 
-from integration import tombstones
+from integration import catalog, tombstones
 from integration.delivery import engine as delivery
 from integration.delivery.outbox import DeliverySpec
 from integration.mapping import FlowConfig, MappingContext, MappingError, build_request, map_event, object_key
@@ -31,24 +31,26 @@ def bounded_key(key: str) -> str:
 
 class Planning:
     """What planning reads from the database, read once for a chunk of events instead of once per event: each
-    connection's enabled events, flows and mapping settings, and the tombstones of the chunk's emails."""
+    connection's flows (one query: the stored ones, the declared defaults for the others) and mapping
+    settings, and the tombstones of the chunk's emails."""
 
     def __init__(self) -> None:
-        self._enabled: dict[int, frozenset[str]] = {}
-        self._flows: dict[tuple[int, str], Flow] = {}
+        self._flows: dict[int, dict[str, Flow]] = {}
         self._contexts: dict[int, MappingContext] = {}
         self._forgotten: dict[int, tuple[set[str], dict]] = {}
 
-    def enabled_events(self, connection: Connection) -> frozenset[str]:
-        if connection.pk not in self._enabled:
-            self._enabled[connection.pk] = connection.enabled_events()
-        return self._enabled[connection.pk]
-
     def flow(self, connection: Connection, event: str) -> Flow:
-        key = (connection.pk, event)
-        if key not in self._flows:
-            self._flows[key] = flow_for(connection, event)
-        return self._flows[key]
+        """Flow.for_event, from the connection's flows read once."""
+        if connection.pk not in self._flows:
+            self._flows[connection.pk] = {f.event: f for f in connection.flows.all()}
+        stored = self._flows[connection.pk]
+        if event not in stored:
+            stored[event] = Flow.default(connection, event)
+        return stored[event]
+
+    def enabled_events(self, connection: Connection) -> frozenset[str]:
+        """Connection.enabled_events, from the same flows."""
+        return frozenset(name for name in catalog.EVENTS if self.flow(connection, name).enabled)
 
     def context(self, connection: Connection) -> MappingContext:
         if connection.pk not in self._contexts:

@@ -4,8 +4,8 @@ Serves `/api/v2`: POST /subscribers, GET /subscribers/<id>, DELETE /subscribers/
 DELETE /subscribers/<id>/tags/<tag>, GET /tags. Test controls: GET/DELETE /_fake/requests (the recorded
 requests, Authorization masked), POST /_fake/control {"status", "times", "latency_ms", "retry_after", "body",
 "clear_failures", "calls_per_minute", "outage_seconds"},
-GET /_fake/subscribers, GET /_fake/stats (counts for benchmarks: see `FakeRule.stats`). The same controls exist
-in Python on `FakeRule`.
+GET /_fake/subscribers, GET /_fake/stats (counts for benchmarks: see `FakeRule.stats`), GET /_fake/arrivals (when
+each subscriber call arrived, and the emails it named). The same controls exist in Python on `FakeRule`.
 
 Rule's budget, as far as it is known (rule-api.md): with `calls_per_minute` set, each API key may make that many
 calls in any rolling minute; one more is answered 429 with a Stockholm-time Retry-After (`YYYY-MM-DD HH:MM:SS`,
@@ -501,6 +501,21 @@ def _value_ok(kind: str, value: object) -> bool:
     return True
 
 
+def subscriber_arrivals(requests: list[dict]) -> list[dict]:
+    """When each subscriber call arrived (epoch seconds, before any latency) and the emails it named:
+    `[{"at", "emails"}]` (`GET /_fake/arrivals`, for end-to-end latency measured from outside)."""
+    found = []
+    for entry in requests:
+        if entry["method"] != "POST" or entry["path"] != API_PREFIX + "/subscribers":
+            continue
+        body = entry["json"] if isinstance(entry["json"], dict) else {}
+        subscribers = body.get("subscribers")
+        subscribers = subscribers if isinstance(subscribers, list) else [subscribers]
+        emails = [s["email"] for s in subscribers if isinstance(s, dict) and isinstance(s.get("email"), str)]
+        found.append({"at": entry["at"], "emails": emails})
+    return found
+
+
 class _Handler(BaseHTTPRequestHandler):
     rule: FakeRule
     protocol_version = "HTTP/1.1"
@@ -555,6 +570,8 @@ class _Handler(BaseHTTPRequestHandler):
             return 200, rule.requests, {}
         if path == "/_fake/stats":
             return 200, rule.stats(), {}
+        if path == "/_fake/arrivals":
+            return 200, subscriber_arrivals(rule.requests), {}
         if path == "/_fake/subscribers":
             with rule._lock:
                 return 200, [_public(s) for s in rule._subscribers.values()], {}
