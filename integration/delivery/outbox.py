@@ -77,7 +77,7 @@ def create_deliveries(specs: Iterable[DeliverySpec]) -> dict[tuple[int, str], in
     created: dict[tuple[int, str], int] = {}
     db = connections[Delivery.objects.db]
     step = len(rows) if db.vendor == "postgresql" else SQLITE_ROWS_PER_STATEMENT
-    with transaction.atomic():
+    with transaction.atomic(savepoint=False):  # inside the caller's transaction: no savepoint round trips
         for start in range(0, len(rows), step):
             created.update(_insert_new(rows[start : start + step]))
         if created:

@@ -7,6 +7,7 @@ never sent to Rule.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Iterable
 from datetime import UTC, date, datetime
@@ -39,6 +40,8 @@ def as_list(value: Any) -> list:
 
 def text(value: Any) -> str | None:
     """A non-empty, stripped string for a scalar (numbers and booleans included), else None."""
+    if type(value) is str:  # the usual case, first
+        return value.strip() or None
     if value is None or isinstance(value, dict | list | tuple | set):
         return None
     if isinstance(value, bool):
@@ -292,7 +295,12 @@ def e164(number: Any, country: Any) -> str | None:
     if raw is None:
         return None
     region = text(country)
-    region = region.upper() if region and len(region) == 2 else None
+    return _e164(raw, region.upper() if region and len(region) == 2 else None)
+
+
+@functools.lru_cache(maxsize=4096)
+def _e164(raw: str, region: str | None) -> str | None:
+    # Parsing is the dearest step of mapping an order; the same shopper's number comes again and again.
     try:
         parsed = phonenumbers.parse(raw, region)
     except phonenumbers.NumberParseException:

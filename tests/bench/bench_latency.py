@@ -40,7 +40,8 @@ TARGETS_MS = {"redis": 150.0, "make-run": 250.0}
 
 
 def event(run: str, n: int) -> dict:
-    order = order_document(n)
+    # Each run its own order numbers too: the delivery key is the order's, so a repeated number would be skipped.
+    order = order_document(int(run[-6:], 16) * 10_000 + n)
     order["customer"]["email"] = f"latency-{run}-{n}@example.com"
     return {"id": f"{run}-{n}", "type": "OrderCompleted", "occurredAt": "2026-01-01T12:00:00Z", "order": order}
 
@@ -140,7 +141,7 @@ def one_run(setup: str, count: int) -> dict:
         common.child(f"latency-web-{setup}", web, env, port=web_port),
         common.child(f"latency-qcluster-{setup}", [common.PYTHON, "manage.py", "qcluster"], env),
     ):
-        warm = f"warm{uuid.uuid4().hex[:6]}"
+        warm = f"warm{uuid.uuid4().hex[:6]}"  # (the last 6 characters are hex: the runs' order numbers)
         common.progress(f"latency {setup}: warming up ({WARMUP_EVENTS} events)")
         warm_due = send_open_loop(web_port, path, warm, WARMUP_EVENTS, RATE / 2)
         wait_for_arrivals(rule_port, set(warm_due), 60)

@@ -45,6 +45,7 @@ BENCHES = [
     ("backlog", "bench_backlog.py", [], ["--quick"]),
     ("single", "bench_single.py", [], ["--quick"]),
     ("budget", "bench_budget.py", [], ["--quick"]),
+    ("latency", "bench_latency.py", [], ["--quick"]),
 ]
 TITLES = {
     "ingest": "Ingest: signed JSON events on POST /centra/<token>/events",
@@ -57,6 +58,7 @@ TITLES = {
     "backlog": "Backlog: 50,000 stored events processed and delivered, beside a Celery + Redis peer",
     "single": "Single deliveries: nothing to coalesce, one qcluster (2 workers) to the fake Rule at 20 ms",
     "budget": "Rule's budget: 30,000 deliveries paced under 600 calls a minute; a 5-minute 503 outage",
+    "latency": "Latency: signed OrderCompleted at 20 events/s (open loop), POST to the fake Rule receiving the call",
 }
 TIMEOUT_SECONDS = 60 * 60
 # Shown under a benchmark when one of its targets is missed: where the time goes, as diagnosed with a profiler
