@@ -104,15 +104,15 @@ def wait_for_arrivals(rule_port: int, emails: set[str], timeout: float) -> dict[
 
 def one_run(setup: str, count: int) -> dict:
     """One set-up: fresh database, web server, qcluster and fake Rule; the open-loop run; the figures."""
-    queue = f"bench-latency-{setup}"
+    queue = common.db_name(f"bench-latency-{setup}")  # the queue too: BENCH_DB_SUFFIX keeps it apart
     extra = {"Q_WORKERS": str(WORKERS), "SANDBOX": "1"}  # SANDBOX: the fake Rule, and its plain http
     if setup == "redis":
-        dbname = "bench_latency"
+        dbname = common.db_name("bench_latency")
         env = common.bench_env(dbname, redis=True, queue=queue, **extra)
         common.recreate_database(dbname)
         common.clear_queue(queue)
     else:
-        sqlite = common.LOG_DIR / "bench-latency.sqlite3"
+        sqlite = common.LOG_DIR / f"{common.db_name('bench-latency')}.sqlite3"
         common.LOG_DIR.mkdir(parents=True, exist_ok=True)
         for leftover in sqlite.parent.glob(sqlite.name + "*"):
             leftover.unlink()
