@@ -10,6 +10,8 @@ Run alone: `.venv/bin/python tests/bench/bench_history.py [--quick]`.
 """
 
 import math
+import os
+import resource
 import subprocess
 import sys
 import time
@@ -26,8 +28,15 @@ LATENCY_MS = 20
 SEED = 14
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU a running process has used so far (Linux /proc; less sensitive to load than wall time)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def main() -> None:
     args = common.parse_args(__doc__)
+    profile = os.environ.get("BENCH_HISTORY_PROFILE", "")  # a path: the worker runs under cProfile, stats there
     orders = 10_000 if args.quick else 100_000
     env = common.bench_env(DBNAME, redis=False, queue="bench-history", SANDBOX="1")
     common.recreate_database(DBNAME)
@@ -55,7 +64,7 @@ def main() -> None:
     ]
     with (
         common.start_fake_rule(env, rule_port, RULE_KEY, LATENCY_MS, name="history-fakerule"),
-        common.child("history-fakecentra", centra_args, env, port=centra_port),
+        common.child("history-fakecentra", centra_args, env, port=centra_port) as centra,
     ):
         connection = Connection.objects.create_with_flows(
             name="bench-history",
@@ -68,11 +77,17 @@ def main() -> None:
         connections.close_all()
         common.progress(f"history: importing {orders} orders (Rule at {LATENCY_MS} ms, {ceiling} calls a minute)")
         started = time.monotonic()
-        command = [common.PYTHON, "manage.py", "import_history", connection.name, "--since", "2000-01-01"]
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
+        centra_before = cpu_seconds(centra.pid)
+        python = [common.PYTHON, "-m", "cProfile", "-o", profile] if profile else [common.PYTHON]
+        command = [*python, "manage.py", "import_history", connection.name, "--since", "2000-01-01"]
         done = subprocess.run(
             [*command, "--only", "orders"], cwd=common.ROOT, env=env, stdout=subprocess.PIPE, text=True, check=True
         )
         wall = time.monotonic() - started
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        worker_cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+        centra_cpu = cpu_seconds(centra.pid) - centra_before
         common.progress(done.stdout.strip().splitlines()[-1] if done.stdout.strip() else "no summary")
         run = HistoryImport.objects.get(connection__name="bench-history")
     connections.close_all()
@@ -106,6 +121,8 @@ def main() -> None:
             ok=run.calls <= orders / 500,
         ),
         common.figure("orders read per second", run.fetched / wall, "orders/s"),
+        common.figure("CPU time of the import worker (user + system)", worker_cpu, "s"),
+        common.figure("CPU time of the fake Centra while importing", centra_cpu, "s"),
     ]
     params = {
         "orders": orders,
