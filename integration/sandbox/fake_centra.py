@@ -15,6 +15,7 @@ import json
 import threading
 import time
 import urllib.parse
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -164,11 +165,11 @@ class FakeCentraStore:
     ) -> list:
         numbers = self._order_numbers(where or {})
         if sort and "number_DESC" in sort:
-            numbers.reverse()
+            numbers = numbers[::-1]
         with self.lock:
             return [self._order_doc(n) for n in _page(numbers, limit, page)]
 
-    def _order_numbers(self, where: dict) -> list[int]:
+    def _order_numbers(self, where: dict) -> Sequence[int]:
         """The numbers of the orders matching an OrderFilter, ascending (stored orders win over generated)."""
         with self.lock:
             stored = [
@@ -183,6 +184,8 @@ class FakeCentraStore:
                 and _listed((o.get("customer") or {}).get("id"), where.get("customerId"))
             ]
             generated = self._generated_numbers(where) if self.history is not None else []
+            if not self.orders:  # only the generated history: already ascending (a range when unfiltered)
+                return generated
             return sorted(set(stored) | {n for n in generated if n not in self.orders})
 
     def _generated_numbers(self, where: dict) -> list[int]:
@@ -196,10 +199,8 @@ class FakeCentraStore:
         elif where.get("id") is not None:
             candidates = [n for n in (history.number_of_id(i) for i in where["id"]) if n is not None]
             rest_keys += ["orderDate", "createdAt"]
-        else:  # order dates grow with numbers: the date range is a range of numbers
-            candidates = list(
-                history.numbers_between(start.timestamp() if start else None, end.timestamp() if end else None)
-            )
+        else:  # order dates grow with numbers: the date range is a range of numbers (sliced, not listed)
+            candidates = history.numbers_between(start.timestamp() if start else None, end.timestamp() if end else None)
         rest = {k: where[k] for k in rest_keys if where.get(k) is not None}
         if not rest:
             return candidates
