@@ -6,7 +6,10 @@ the fake Rule answers every call after 20 ms in another, and `manage.py import_h
 PostgreSQL with the default Rule budget (60 calls a minute). Baselines measured in the same run: the ideal
 wall time of the Rule calls alone (calls x 20 ms, what a sender with nothing else to do would need) and the
 budget's own floor ((calls - 1) x 1 s at 60 calls a minute); for calls, the fewest possible (orders / 1,000).
-Run alone: `.venv/bin/python tests/bench/bench_history.py [--quick]`.
+The CPU time of the import worker (user + system, from its rusage) and of the fake Centra (from /proc) are
+reported beside the wall time: on a shared machine they say more about the code than the wall time does.
+Run alone: `.venv/bin/python tests/bench/bench_history.py [--quick]`; with BENCH_HISTORY_PROFILE=PATH the worker
+runs under cProfile and leaves its stats in PATH.
 """
 
 import math
