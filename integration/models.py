@@ -465,6 +465,14 @@ class Delivery(models.Model):
     created_at = models.DateTimeField(default=timezone.now)
     updated_at = models.DateTimeField(auto_now=True)
     finished_at = models.DateTimeField(null=True, blank=True)
+    batch_key = models.CharField(
+        max_length=48,
+        blank=True,
+        default="",
+        editable=False,
+        help_text="Deliveries of one connection with the same key may go to Rule in one call; empty: always alone.",
+    )
+    claim_token = models.CharField(max_length=32, blank=True, default="", editable=False)
 
     objects = DeliveryQuerySet.as_manager()
 
@@ -474,6 +482,7 @@ class Delivery(models.Model):
         ]
         indexes = [
             models.Index(fields=["status", "next_attempt_at"], name="delivery_due"),
+            models.Index(fields=["connection", "batch_key", "status", "next_attempt_at"], name="delivery_batch_due"),
             models.Index(fields=["-created_at"], name="delivery_created"),
             models.Index(fields=["connection", "-created_at"], name="delivery_conn_created"),
             models.Index(fields=["event", "-created_at"], name="delivery_event_created"),
@@ -507,6 +516,10 @@ class DeliveryAttempt(models.Model):
     )
     counted = models.BooleanField(default=True, help_text="False for a 429: not held against the retry budget.")
     note = models.TextField(blank=True, default="")
+    call_id = models.CharField(
+        max_length=32, blank=True, default="", help_text="The Rule call this attempt was part of (shared by a batch)."
+    )
+    call_size = models.PositiveIntegerField(default=1, help_text="Deliveries sent in that one call.")
 
     class Meta:
         ordering = ["delivery", "number"]

@@ -14,14 +14,22 @@ def process_inbound(inbound_id: int) -> str:
     """Turn one stored inbound event into deliveries."""
     if worker.stopping():
         return worker.hand_back("integration.tasks.process_inbound", inbound_id)
-    return process_inbound_event(inbound_id)
+    with delivery.inline_delivery():  # its deliveries go out from here, after its commit (no queue hop)
+        return process_inbound_event(inbound_id)
 
 
 def deliver(delivery_id: int) -> str:
-    """Send one delivery to Rule if it is due and no other worker has it."""
+    """Send one delivery to Rule if it is due and no other worker has it (tasks queued before groups existed)."""
     if worker.stopping():
         return worker.hand_back("integration.tasks.deliver", delivery_id)
     return delivery.deliver(delivery_id)
+
+
+def deliver_group(connection_id: int, batch_key: str) -> dict[str, int]:
+    """Send what is due in one group (a connection's deliveries with one batch key), up to 100 per Rule call."""
+    if worker.stopping():
+        return worker.hand_back("integration.tasks.deliver_group", connection_id, batch_key)
+    return delivery.deliver_group(connection_id, batch_key)
 
 
 def sweep() -> dict[str, int]:
@@ -46,13 +54,14 @@ def process_inbound_batch(inbound_ids: list[int]) -> dict[str, int]:
     `received` by a failure here is picked up again by the sweeper. A stopping worker hands back the events it
     has not started."""
     outcomes: dict[str, int] = {}
-    for start in range(0, len(inbound_ids), CHUNK_SIZE):
-        if worker.stopping():
-            worker.hand_back("integration.tasks.process_inbound_batch", list(inbound_ids[start:]))
-            outcomes["handed back"] = len(inbound_ids) - start
-            break
-        for status, count in process_inbound_events(list(inbound_ids[start : start + CHUNK_SIZE])).items():
-            outcomes[status] = outcomes.get(status, 0) + count
+    with delivery.inline_delivery():  # their deliveries go out as the batch ends, sharing calls where they can
+        for start in range(0, len(inbound_ids), CHUNK_SIZE):
+            if worker.stopping():
+                worker.hand_back("integration.tasks.process_inbound_batch", list(inbound_ids[start:]))
+                outcomes["handed back"] = len(inbound_ids) - start
+                break
+            for status, count in process_inbound_events(list(inbound_ids[start : start + CHUNK_SIZE])).items():
+                outcomes[status] = outcomes.get(status, 0) + count
     return outcomes
 
 

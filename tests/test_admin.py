@@ -368,7 +368,7 @@ def test_resend_makes_a_new_attempt_and_keeps_the_old(
             {"action": "resend", "_selected_action": [str(delivery.pk)], "confirm": "yes"},
             follow=True,
         )
-    assert task_queue.pending() == [("integration.tasks.deliver", (delivery.pk,))]
+    assert task_queue.pending() == [("integration.tasks.deliver_group", (delivery.connection_id, delivery.batch_key))]
     task_queue.run_all()
 
     assert "1 deliveries resent: a new attempt each is on its way." in messages_of(response)

@@ -68,7 +68,9 @@ def test_a_delivery_is_enqueued_once_its_transaction_commits(
     with django_capture_on_commit_callbacks(execute=True):
         d = make_delivery(rule_connection)
         assert task_queue.pending() == []
-    assert task_queue.pending() == [("integration.tasks.deliver", (d.pk,))]
+    # one task for the delivery's group (its connection and its request without the subscriber)
+    assert d.batch_key
+    assert task_queue.pending() == [("integration.tasks.deliver_group", (rule_connection.pk, d.batch_key))]
 
 
 def test_mapping_notes_show_on_the_delivery_and_its_first_attempt(rule_connection, fake_rule):
@@ -350,10 +352,11 @@ def test_a_long_answer_is_stored_cut_to_8_kb(rule_connection, fake_rule):
 
 def test_a_claimed_delivery_is_not_sent_by_a_second_worker(rule_connection, fake_rule):
     d = make_delivery(rule_connection)
-    claimed = delivery._claim(d.pk)
-    assert claimed is not None
+    claimed = delivery._claim(Delivery.objects.filter(pk=d.pk), 1)
+    assert [c.pk for c in claimed] == [d.pk]
     assert delivery.deliver(d.pk) == "not due"
-    assert delivery._claim(d.pk) is None
+    assert delivery.deliver_group(rule_connection.pk, d.batch_key) == {}
+    assert delivery._claim(Delivery.objects.filter(pk=d.pk), 1) == []
     assert fake_rule.requests == []
 
 
@@ -410,7 +413,7 @@ def test_resend_reopens_with_history_kept(rule_connection, fake_rule, task_queue
 
 def test_resend_refuses_a_delivery_in_flight(rule_connection):
     d = make_delivery(rule_connection)
-    delivery._claim(d.pk)
+    delivery._claim(Delivery.objects.filter(pk=d.pk), 1)
     assert delivery.resend(d) is False
     assert d.status == Delivery.Status.SENDING
 

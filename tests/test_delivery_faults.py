@@ -28,11 +28,11 @@ BODY = {
 }
 
 
-def order_delivery(connection, n: int = 10452) -> Delivery:
+def order_delivery(connection, n: int = 10452, tags: tuple[str, ...] = ("OrderCompleted",)) -> Delivery:
     return delivery.create_delivery(
         connection=connection,
         event="OrderCompleted",
-        body={**BODY, "subscribers": {**BODY["subscribers"], "email": f"shopper{n}@example.com"}},
+        body={**BODY, "tags": list(tags), "subscribers": {**BODY["subscribers"], "email": f"shopper{n}@example.com"}},
         email=f"shopper{n}@example.com",
         idempotency_key=f"OrderCompleted:order:{n}",
         order_number=str(n),
@@ -133,13 +133,14 @@ def test_a_refused_connection_is_not_called_a_possible_duplicate(rule_connection
 def test_sigterm_finishes_the_calls_in_flight_hands_back_the_rest_and_exits_in_time(
     transactional_db, rule_connection, fake_rule, monkeypatch, django_capture_on_commit_callbacks
 ):
-    # given Rule taking 2 s per answer, a read timeout of 10 s, and eight deliveries queued for one worker
+    # given Rule taking 2 s per answer, a read timeout of 10 s, and eight deliveries queued for one worker, each
+    # with its own tag (so none shares a call with another)
     fake_rule.set_latency(2000)
     cluster_name = f"stop-{uuid.uuid4().hex[:10]}"
     monkeypatch.setattr(Conf, "CLUSTER_NAME", cluster_name)
     monkeypatch.setattr(Conf, "PREFIX", cluster_name)
     with django_capture_on_commit_callbacks(execute=True):
-        deliveries = [order_delivery(rule_connection, n) for n in range(8)]
+        deliveries = [order_delivery(rule_connection, n, tags=(f"Tag{n}",)) for n in range(8)]
     worker = manage("qcluster", Q_CLUSTER_NAME=cluster_name, Q_WORKERS="2", RULE_READ_TIMEOUT="10")
     try:
         # when two calls are in flight (their attempt rows written, no answer yet) and the worker gets SIGTERM

@@ -211,10 +211,14 @@ def test_an_empty_cart_stored_before_the_check_fails_with_the_reason_and_never_r
 
 
 def _sent(fake_rule, tag: str) -> list[dict]:
+    """The fields of every subscriber sent with this tag (alone, or in a shared call)."""
     return [
-        {f["key"]: f["value"] for f in r["json"]["subscribers"]["fields"]}
+        {f["key"]: f["value"] for f in subscriber["fields"]}
         for r in fake_rule.requests
         if r["method"] == "POST" and r["json"] and r["json"].get("tags") == [tag]
+        for subscriber in (
+            r["json"]["subscribers"] if isinstance(r["json"]["subscribers"], list) else [r["json"]["subscribers"]]
+        )
     ]
 
 

@@ -116,10 +116,48 @@ def test_a_batch_of_1000_is_accepted(rule):
     assert answer.json()["subscribers_created"] == 1000
 
 
-def test_sync_subscribers_takes_at_most_100(rule):
+def test_sync_subscribers_takes_at_most_100(rule, fake_rule):
     batch = [{"email": f"s{n}@example.com"} for n in range(101)]
-    assert rule("POST", "/subscribers", body(batch, sync_subscribers=True)).status_code == 413
+    refused = rule("POST", "/subscribers", body(batch, sync_subscribers=True))
+    assert refused.status_code == 400 and "sync_subscribers" in refused.json()["fields"]
+    assert fake_rule.subscriber("s0@example.com") is None
     assert rule("POST", "/subscribers", body(batch[:100], sync_subscribers=True)).status_code == 200
+
+
+def test_a_batch_error_names_the_subscriber_by_its_index_and_stores_nobody(rule, fake_rule):
+    batch = [{"email": f"s{n}@example.com", "language": "sv"} for n in range(50)]
+    batch[37] = {"email": "s37@example.com", "phone_number": "0701234567"}
+    batch[12] = {"email": "s12@example.com", "fields": [{"key": "Order.Date", "value": "29/11", "type": "date"}]}
+
+    answer = rule("POST", "/subscribers", body(batch, sync_subscribers=True))
+
+    # the first subscriber Rule finds wrong is named, with the field at fault
+    assert answer.status_code == 400
+    assert list(answer.json()["fields"]) == ["subscribers.12.fields.0.value"]
+    del batch[12]
+    assert list(rule("POST", "/subscribers", body(batch, sync_subscribers=True)).json()["fields"]) == [
+        "subscribers.36.phone_number"
+    ]
+    assert fake_rule.subscriber("s0@example.com") is None
+
+
+@pytest.mark.parametrize("subscribers", [{"language": "sv"}, [{"email": "a@example.com"}, {"language": "sv"}]])
+def test_every_subscriber_needs_an_email_or_a_phone(rule, subscribers):
+    answer = rule("POST", "/subscribers", body(subscribers))
+    where = "email" if isinstance(subscribers, dict) else "subscribers.1.email"
+    assert answer.status_code == 400 and where in answer.json()["fields"]
+
+
+def test_a_batch_gives_each_subscriber_its_own_fields_language_and_phone(rule, fake_rule):
+    batch = [
+        {"email": "a@example.com", "language": "sv", "fields": [{"key": "Order.Number", "value": "1"}]},
+        {"email": "b@example.com", "phone_number": "+46701234567", "fields": [{"key": "Order.Number", "value": "2"}]},
+    ]
+    assert rule("POST", "/subscribers", body(batch, sync_subscribers=True, automation="reset")).status_code == 200
+    a, b = fake_rule.subscriber("a@example.com"), fake_rule.subscriber("b@example.com")
+    assert (a["language"], a["fields"]["Order.Number"]["value"], a["phone_number"]) == ("sv", "1", None)
+    assert (b["language"], b["fields"]["Order.Number"]["value"], b["phone_number"]) == (None, "2", "+46701234567")
+    assert sorted(sub_id for sub_id, _ in fake_rule.automations_started) == sorted([a["id"], b["id"]])
 
 
 def test_automations_start_only_as_rule_starts_them(rule, fake_rule):

@@ -56,7 +56,8 @@ def test_the_sweeper_skips_what_is_not_due_and_connections_that_must_wait(rule_c
     due = new_delivery(rule_connection, "c")
 
     assert delivery.sweep() == {"deliveries": 1, "inbound_events": 0}
-    assert task_queue.pending() == [("integration.tasks.deliver", (due.pk,))]
+    due.refresh_from_db()
+    assert task_queue.pending() == [("integration.tasks.deliver_group", (rule_connection.pk, due.batch_key))]
 
     Connection.objects.filter(pk=rule_connection.pk).update(hold_until=timezone.now() + timedelta(minutes=2))
     assert delivery.sweep()["deliveries"] == 0
@@ -109,10 +110,11 @@ def test_one_sweep_enqueues_everything_due_reading_it_page_by_page(rule_connecti
         for _ in range(4)
     ]
 
-    # when one sweep runs, then every due row is enqueued once
+    # when one sweep runs, then every due row is enqueued once (the deliveries, one group, in one task)
     assert delivery.sweep() == {"deliveries": 7, "inbound_events": 4}
     pending = task_queue.pending()
-    assert sorted(args[0] for name, args in pending if name == "integration.tasks.deliver") == due
+    group = (rule_connection.pk, Delivery.objects.get(pk=due[0]).batch_key)
+    assert [args for name, args in pending if name == "integration.tasks.deliver_group"] == [group]
     # the due inbound events go as lists, one task per SWEEP_TASK_SIZE of them
     assert [args[0] for name, args in pending if name == "integration.tasks.process_inbound_batch"] == [
         stuck[:3],
@@ -200,6 +202,6 @@ def test_healthz_reports_exactly_the_backlog_the_sweeper_sends(client, db, task_
     counts = delivery.sweep()
 
     # Then both name the same deliveries: those due, of the connection that may send
-    sent = sorted(args[0] for func, args in task_queue.pending() if func == "integration.tasks.deliver")
-    assert sent == sorted(d.pk for d in due)
+    groups = {args for func, args in task_queue.pending() if func == "integration.tasks.deliver_group"}
+    assert groups == {(active.pk, d.batch_key) for d in due}
     assert reported == counts["deliveries"] == len(due)

@@ -395,4 +395,7 @@ class DeliveryPageMixin:
 
 def _rule_said(attempt: DeliveryAttempt) -> str:
     text = " ".join((attempt.error or attempt.response_body or attempt.note or "").split())
+    if attempt.call_size > 1:
+        others = attempt.call_size - 1
+        text = f"(sent in one call with {others} other{'s' if others != 1 else ''}) {text}"
     return text[:RULE_MESSAGE_LIMIT] + ("..." if len(text) > RULE_MESSAGE_LIMIT else "")

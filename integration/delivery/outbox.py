@@ -18,6 +18,7 @@ from typing import Any
 from django.db import connections, transaction
 from django.utils import timezone
 
+from integration.delivery.engine import batch_key_for
 from integration.models import Delivery
 
 # SQLite binds at most 32,766 parameters per statement; PostgreSQL gets every row in one jsonb parameter.
@@ -58,6 +59,7 @@ class DeliverySpec:
             notes="\n".join(self.notes),
             created_at=now,
             updated_at=now,
+            batch_key=batch_key_for(self.connection_id, self.method, self.path, self.body, self.trigger),
         )
 
 

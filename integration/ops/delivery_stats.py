@@ -26,13 +26,14 @@ def hour_of(moment: datetime) -> datetime:
     return moment.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
 
 
-def record(connection_id: int, outcome: str, at: datetime | None = None) -> None:
-    """Count one attempt outcome in its connection's hour (one INSERT ... ON CONFLICT DO UPDATE)."""
+def record(connection_id: int, outcome: str, at: datetime | None = None, count: int = 1) -> None:
+    """Count `count` attempt outcomes (one, or a batch's) in the connection's hour (one INSERT ... ON CONFLICT
+    DO UPDATE)."""
     if outcome not in OUTCOMES:
         raise ValueError(f"unknown outcome {outcome!r}")
     at = at or timezone.now()
     table = DeliveryHour._meta.db_table
-    counts = [int(outcome == name) for name in OUTCOMES]
+    counts = [count * int(outcome == name) for name in OUTCOMES]
     adapt = db.ops.adapt_datetimefield_value
     # SQLite and PostgreSQL both speak this upsert; the counters grow in the database, so concurrent workers
     # never lose a count.

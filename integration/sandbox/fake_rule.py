@@ -359,22 +359,22 @@ class FakeRule:
                 return 200, {"success": True}
         raise RuleError(404, "NotFound", f"No route for {method} {API_PREFIX}{path}")
 
+    def _refuse_duplicates(self, subscribers: list[dict]) -> None:
+        """Without update_on_duplicate a subscriber that exists refuses the whole call (409, no index given),
+        before anyone of the call is stored."""
+        for sub in subscribers:
+            existing = self._find(sub["email"], "email") if sub.get("email") else None
+            if existing is None and sub.get("phone_number"):
+                existing = self._find(sub["phone_number"], "phone_number")
+            if existing is not None:
+                raise RuleError(409, "Conflict", "Subscriber already exists")
+
     def _post_subscribers(self, body: object) -> tuple[int, dict]:
         if not isinstance(body, dict):
             raise RuleError(400, "BadRequest", "The body must be a JSON object")
         if "subscribers" not in body:
             raise RuleError(400, "BadRequest", "subscribers is required", {"subscribers": ["required"]})
-        raw = body["subscribers"]
-        single = isinstance(raw, dict)
-        if not single and not isinstance(raw, list):
-            raise RuleError(
-                400, "BadRequest", "subscribers must be an object or an array", {"subscribers": ["invalid"]}
-            )
-        subscribers = [raw] if single else raw
-        if len(subscribers) > MAX_SUBSCRIBERS:
-            raise RuleError(413, "TooManySubscribers", f"At most {MAX_SUBSCRIBERS} subscribers per request")
-        if not subscribers:
-            raise RuleError(400, "BadRequest", "subscribers is empty", {"subscribers": ["empty"]})
+        subscribers, single = _batch_subscribers(body)
         tags = body.get("tags")
         if not isinstance(tags, list) or not tags:
             raise RuleError(400, "BadRequest", "tags must be a non-empty list", {"tags": ["required"]})
@@ -385,21 +385,15 @@ class FakeRule:
         if body.get("automation", False) not in AUTOMATIONS:
             raise RuleError(400, "BadRequest", "automation must be false, reset or force", {"automation": ["invalid"]})
         sync = body.get("sync_subscribers")
-        if sync is not None and not isinstance(sync, bool):
-            raise RuleError(400, "BadRequest", "sync_subscribers must be a boolean", {"sync_subscribers": ["invalid"]})
-        if sync is True and len(subscribers) > MAX_SYNC_SUBSCRIBERS:
-            raise RuleError(
-                413, "TooManySubscribers", f"At most {MAX_SYNC_SUBSCRIBERS} subscribers with sync_subscribers"
-            )
         update = body.get("update_on_duplicate") is True
-        for index, sub in enumerate(subscribers):
-            _validate_subscriber(sub, index if not single else None)
         tag_names = [self._tag_name(t) for t in tags]
         # Which calls start the merchant's automations, as Rule decides it (rule-api.md): never with automation
         # false; with sync_subscribers true always; omitted, only for batches of fewer than 20.
         starts_automation = body.get("automation", False) is not False and (
             sync is True or (sync is None and len(subscribers) < AUTOMATION_BATCH_BELOW)
         )
+        if not update:
+            self._refuse_duplicates(subscribers)
         created = updated = 0
         ids = []
         for sub in subscribers:
@@ -440,6 +434,34 @@ class FakeRule:
             "subscribers_updated": updated,
             "subscribers_suppressed": 0,
         }
+
+
+def _batch_subscribers(body: dict) -> tuple[list, bool]:
+    """The request's subscribers validated as Rule does for one or a batch: `subscribers` an object or an array,
+    at most 1000 per call (413), at most 100 with `sync_subscribers: true` (400 naming it), each subscriber
+    valid on its own (errors name its index: `subscribers.37.phone_number`). Returns (subscribers, single)."""
+    raw = body["subscribers"]
+    single = isinstance(raw, dict)
+    if not single and not isinstance(raw, list):
+        raise RuleError(400, "BadRequest", "subscribers must be an object or an array", {"subscribers": ["invalid"]})
+    subscribers = [raw] if single else raw
+    if len(subscribers) > MAX_SUBSCRIBERS:
+        raise RuleError(413, "TooManySubscribers", f"At most {MAX_SUBSCRIBERS} subscribers per request")
+    if not subscribers:
+        raise RuleError(400, "BadRequest", "subscribers is empty", {"subscribers": ["empty"]})
+    sync = body.get("sync_subscribers")
+    if sync is not None and not isinstance(sync, bool):
+        raise RuleError(400, "BadRequest", "sync_subscribers must be a boolean", {"sync_subscribers": ["invalid"]})
+    if sync is True and len(subscribers) > MAX_SYNC_SUBSCRIBERS:
+        raise RuleError(
+            400,
+            "BadRequest",
+            f"At most {MAX_SYNC_SUBSCRIBERS} subscribers with sync_subscribers, got {len(subscribers)}",
+            {"sync_subscribers": ["too_many_subscribers"]},
+        )
+    for index, sub in enumerate(subscribers):
+        _validate_subscriber(sub, None if single else index)
+    return subscribers, single
 
 
 def _public(sub: dict) -> dict:

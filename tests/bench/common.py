@@ -97,6 +97,7 @@ def bench_env(dbname: str, *, redis: bool, queue: str, settings: str = BENCH_SET
         SECRET_KEY=BENCH_SECRET_KEY,
         FIELD_ENCRYPTION_KEY=BENCH_FIELD_KEY,
         ALLOW_PRIVATE_UPSTREAMS="1",  # the fake Rule listens on loopback
+        SANDBOX="1",  # `manage.py fakerule` (the doubles are off without DEBUG)
         LOG_LEVEL="WARNING",
         Q_CLUSTER_NAME=queue,
         PYTHONPATH=str(ROOT),
