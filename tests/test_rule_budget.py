@@ -300,7 +300,9 @@ def test_check_rule_now_sends_one_call_and_closing_releases_the_rest(
 
     assert Delivery.objects.filter(connection=rule_connection, status=S.SUCCEEDED).count() == 3
     assert not RuleBudget.objects.get(connection=rule_connection).is_open
-    assert len(posts(fake_rule)) == 3
+    # the three went together once the probe's call answered (they share an envelope: one call may hold them)
+    sent = [r["json"]["subscribers"] for r in posts(fake_rule)]
+    assert sum(len(s) if isinstance(s, list) else 1 for s in sent) == 3
 
 
 def test_the_ceiling_is_edited_on_the_connection_page(admin_client, rule_connection):

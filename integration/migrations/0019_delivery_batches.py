@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('integration', '0017_erasure_tombstones'),
+        ('integration', '0018_rule_budget_breaker'),
     ]
 
     operations = [
