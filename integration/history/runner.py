@@ -632,15 +632,19 @@ def _send(run: HistoryImport, connection: Connection, batch: HistoryBatch) -> tu
     )
     client = client_for(connection)  # the key goes only to the address it was entered for
     started = time.monotonic()
-    response, error = None, ""
+    response, error, failure = None, "", None
     try:
         response = client.send("POST", "/subscribers", json=batch_body(batch))
     except RuleRequestError as exc:
-        error = str(exc)
+        error, failure = str(exc), exc
     batch.duration_ms = int((time.monotonic() - started) * 1000)
     if note:
         batch.note = "\n".join(filter(None, [batch.note, note]))
-    return _record(run, connection, batch, response, error)
+    recorded = _record(run, connection, batch, response, error)
+    # The breaker and Rule's counters hear of it as of a delivery's call: an import's answer closes an open
+    # breaker (its call was the probe), its failures count towards opening it.
+    budget.after_call(connection, None, response, failure)
+    return recorded
 
 
 def _record(run: HistoryImport, connection: Connection, batch: HistoryBatch, response, error: str):

@@ -53,3 +53,23 @@ def test_an_import_keeps_to_the_budget(
     assert len(starts) == len(import_calls(fake_rule)) >= 3
     gaps = [(b - a).total_seconds() for a, b in zip(starts, starts[1:], strict=False)]
     assert min(gaps) >= 2.95  # each call starts at least 3 s after the one before
+
+
+def test_an_import_call_answered_after_an_outage_closes_the_breaker(
+    importing, history, fake_rule, worker, django_capture_on_commit_callbacks
+):
+    # Given Rule failed long enough for the breaker to open, and its next check is due
+    budget.budget_for(importing)
+    now = timezone.now()
+    budget.RuleBudget.objects.filter(connection=importing).update(
+        breaker_opened_at=now - timedelta(minutes=2), next_probe_at=now, probe_backoff=60, failures_in_row=6
+    )
+    # When an import runs (its first call is the breaker's check, and Rule answers it)
+    with django_capture_on_commit_callbacks(execute=True):
+        runner.start(importing, START, ["orders"])
+    worker.drain()
+
+    # Then the breaker is closed and the import went on at its pace, not one call per check
+    state = budget.budget_for(importing)
+    assert (state.breaker_opened_at, state.failures_in_row) == (None, 0)
+    assert len(import_calls(fake_rule)) >= 3
