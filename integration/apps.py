@@ -13,5 +13,6 @@ class IntegrationConfig(AppConfig):
 
         Plug-ins (e.g. backinstock) declare their own events and handlers from their own AppConfig.ready()."""
         import_module("integration.events")
+        import_module("integration.delivery.engine")  # answers the hold_lifted signal (integration/signals.py)
         import_module("integration.processing.json_events")
         import_module("integration.processing.centra_sync")

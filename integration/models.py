@@ -251,6 +251,14 @@ class Connection(models.Model):
     def is_paused(self) -> bool:
         return self.status == self.Status.PAUSED
 
+    def hold(self, until: datetime) -> None:
+        """Nothing of this connection goes to Rule before `until` (Rule's 429, the breaker's wait); never shortens
+        a longer hold."""
+        Connection.objects.filter(pk=self.pk).filter(
+            models.Q(hold_until__isnull=True) | models.Q(hold_until__lt=until)
+        ).update(hold_until=until)
+        self.hold_until = max(until, self.hold_until or until)
+
     def events_url(self, base: str | None = None) -> str:
         return (base or settings.PUBLIC_BASE_URL).rstrip("/") + reverse("centra-events", args=[self.token])
 

@@ -39,6 +39,7 @@ from django.db import IntegrityError, InterfaceError, OperationalError, transact
 from django.db import connection as db_connection
 from django.db.models import Case, Count, Exists, F, OuterRef, Q, QuerySet, Subquery, Value, When
 from django.db.models.functions import Coalesce
+from django.dispatch import receiver
 from django.utils import timezone
 
 from integration import retry
@@ -49,6 +50,7 @@ from integration.ops.health import KEY_REFUSED
 from integration.queue import enqueue
 from integration.rule import budget
 from integration.rule.client import RuleRequestError, client_for, error_message, scrub
+from integration.signals import hold_lifted
 
 log = logging.getLogger(__name__)
 
@@ -691,7 +693,7 @@ def _classify(call: list[Delivery], answer: Answer) -> list[tuple[list[Delivery]
     message = _rule_message(first, answer.response)
     if code == 429:
         until = retry.parse_retry_after(answer.response.headers.get("Retry-After"), now)
-        hold_connection(connection, until)
+        connection.hold(until)
         _close_attempts(call, answer, OUTCOME_RATE_LIMITED, counted=False)
         _wait_all(
             call,
@@ -900,6 +902,11 @@ def resume_connection(connection: Connection) -> int:
     return release_hold(connection, old_hold)
 
 
+@receiver(hold_lifted)
+def _on_hold_lifted(sender, connection: Connection, old_hold: datetime | None, **kwargs) -> None:
+    release_hold(connection, old_hold)
+
+
 def release_hold(connection: Connection, old_hold: datetime | None) -> int:
     """A hold was lifted: deliveries pushed to it go now (the rest keep their schedule); enqueue what is due."""
     now = timezone.now()
@@ -910,14 +917,6 @@ def release_hold(connection: Connection, old_hold: datetime | None) -> int:
     groups = _due_groups(connection.deliveries.due(now))
     transaction.on_commit(lambda: [enqueue_group(connection.pk, key) for _, key, _n in groups])
     return sum(n for _, _, n in groups)
-
-
-def hold_connection(connection: Connection, until: datetime) -> None:
-    """Rule said 429: nothing of this connection goes before `until` (never shortens a longer hold)."""
-    Connection.objects.filter(pk=connection.pk).filter(Q(hold_until__isnull=True) | Q(hold_until__lt=until)).update(
-        hold_until=until
-    )
-    connection.hold_until = max(until, connection.hold_until or until)
 
 
 # ---------------------------------------------------------------- the sweeper

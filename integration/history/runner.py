@@ -36,7 +36,6 @@ from django.utils import timezone
 
 from integration import catalog
 from integration.centra.client import CentraClient, CentraError, CentraQueryError, CentraUnavailable
-from integration.delivery.engine import hold_connection
 from integration.history import source
 from integration.history.models import KINDS, HistoryBatch, HistoryImport, HistoryItem
 from integration.history.plan import ORDER_EVENTS, SKIP_IMPORTED, SKIP_LIVE
@@ -674,7 +673,7 @@ def _record(run: HistoryImport, connection: Connection, batch: HistoryBatch, res
         batch.status = B.CLAIMED  # sent again on a later step unless the run stops
         if code == 429:
             until = parse_retry_after(response.headers.get("Retry-After"), now)
-            hold_connection(connection, until)
+            connection.hold(until)
             batch.save()
             return _wait(run, until - now, f"Rule rate limit (429): waiting until {until:%H:%M:%S}"), False
         if code in (401, 403):

@@ -43,6 +43,7 @@ from django.db.models import F, Q
 from django.utils import timezone
 
 from integration.models import Connection
+from integration.signals import hold_lifted
 
 log = logging.getLogger(__name__)
 
@@ -217,7 +218,7 @@ def _probe_or_hold(connection: Connection, budget: RuleBudget, now: datetime) ->
     if not won:  # another worker probes (or a probe just closed it: then this call goes at the next look)
         budget.refresh_from_db()
         return _held(budget, now) if budget.is_open else Decision(GO)
-    _hold_connection(connection, lease)  # the other workers wait at their claim while the probe is out
+    connection.hold(lease)  # the other workers wait at their claim while the probe is out
     return Decision(PROBE, lease, "the one probe call while Rule is failing", budget)
 
 
@@ -228,12 +229,6 @@ def _held(budget: RuleBudget, now: datetime) -> Decision:
 
 def _clock(moment: datetime) -> str:
     return f"{timezone.localtime(moment):%H:%M:%S}"
-
-
-def _hold_connection(connection: Connection, until: datetime) -> None:
-    from integration.delivery.engine import hold_connection
-
-    hold_connection(connection, until)
 
 
 def after_call(connection: Connection, decision: Decision | None, response=None, error=None) -> None:
@@ -274,7 +269,7 @@ def _failed(connection: Connection, budget: RuleBudget, decision: Decision | Non
             last_failure=why,
             updated_at=now,
         )
-        _hold_connection(connection, next_probe)
+        connection.hold(next_probe)
         log.warning("connection %s: probe failed (%s); next check in %s s", connection.name, why, backoff)
         return
     rows.update(failures_in_row=F("failures_in_row") + 1, last_failure=why, updated_at=now)
@@ -286,7 +281,7 @@ def _failed(connection: Connection, budget: RuleBudget, decision: Decision | Non
         breaker_opened_at=now, next_probe_at=next_probe, probe_backoff=FIRST_BACKOFF, probes=0, updated_at=now
     )
     if opened:
-        _hold_connection(connection, next_probe)
+        connection.hold(next_probe)
         log.warning(
             "connection %s: Rule failed %s calls in a row (%s); holding deliveries, next check in %s s",
             connection.name,
@@ -319,13 +314,11 @@ def _answered(connection: Connection, budget: RuleBudget, decision: Decision | N
         return  # Rule is up but limiting: its Retry-After hold stands, and the sweeper sends after it
     # Lift the breaker's hold (not a longer one a 429 set) and send what it held back.
     held_until = max(budget.next_probe_at or now, budget.probing_until or now, now + probe_lease())
-    from integration.delivery.engine import release_hold
-
     with transaction.atomic():
         lifted = Connection.objects.filter(pk=connection.pk, hold_until__lte=held_until).update(hold_until=None)
         if lifted:
             connection.hold_until = None
-            release_hold(connection, held_until)
+            hold_lifted.send(sender=Connection, connection=connection, old_hold=held_until)
 
 
 # ---------------------------------------------------------------- Rule's counters
@@ -418,11 +411,9 @@ def check_now(connection: Connection) -> bool:
         return False
     breaker_hold = max(budget.next_probe_at or now, budget.probing_until or now)
     RuleBudget.objects.filter(pk=budget.pk).update(next_probe_at=now, updated_at=now)
-    from integration.delivery.engine import release_hold
-
     with transaction.atomic():
         # the breaker's hold ends now (a longer one a 429 set stays), and what it held is enqueued
         if Connection.objects.filter(pk=connection.pk, hold_until__lte=breaker_hold).update(hold_until=None):
             connection.hold_until = None
-            release_hold(connection, breaker_hold)
+            hold_lifted.send(sender=Connection, connection=connection, old_hold=breaker_hold)
     return True

@@ -221,7 +221,7 @@ def test_while_rule_fails_the_page_says_deliveries_are_held_and_when_it_checks(
             event="OrderShipped",
             body={
                 "update_on_duplicate": True,
-                "tags": ["OrderShipped"],
+                "tags": ["OrderShipped", f"Wave{n}"],  # a tag of its own: each goes alone, none shares a call
                 "subscribers": {"email": f"s{n}@shop.example"},
             },
             email=f"s{n}@shop.example",
