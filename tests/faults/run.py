@@ -128,15 +128,17 @@ class Result:
 
 
 def rule_calls(deployment: Deployment, emails: set[str]) -> tuple[Counter, Counter]:
-    """Per email: POSTs Rule answered 2xx, and cart-tag DELETEs Rule answered (200, or 404: no such tag)."""
+    """Per email: POSTs Rule answered 2xx (a shared call counts for each of its subscribers), and cart-tag DELETEs
+    Rule answered (200, or 404: no such tag)."""
     posts, deletes = Counter(), Counter()
     quoted = {quote(e, safe=""): e for e in emails}
     for r in deployment.rule_requests():
         status = r.get("status") or 0
         if r["method"] == "POST" and r["path"].endswith("/subscribers") and 200 <= status < 300:
-            email = ((r.get("json") or {}).get("subscribers") or {}).get("email")
-            if email in emails:
-                posts[email] += 1
+            subscribers = (r.get("json") or {}).get("subscribers") or []  # one, or a shared call's list
+            for subscriber in [subscribers] if isinstance(subscribers, dict) else subscribers:
+                if subscriber.get("email") in emails:
+                    posts[subscriber["email"]] += 1
         elif r["method"] == "DELETE" and status in (200, 404):
             email = quoted.get(r["path"].split("/subscribers/", 1)[-1].split("/", 1)[0])
             if email:
