@@ -9,15 +9,14 @@ backlog into deliveries pays one round trip per chunk instead of one per event.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
 
 from django.db import connections, transaction
 from django.utils import timezone
 
+from integration.bulk import insert_new
 from integration.delivery.engine import batch_key_for
 from integration.models import Delivery
 
@@ -90,33 +89,5 @@ def create_deliveries(specs: Iterable[DeliverySpec]) -> dict[tuple[int, str], in
 
 def _insert_new(rows: list[Delivery]) -> dict[tuple[int, str], int]:
     """INSERT ... ON CONFLICT (connection, idempotency_key) DO NOTHING RETURNING: {(connection, key): id}."""
-    db = connections[Delivery.objects.db]
-    fields = [f for f in Delivery._meta.concrete_fields if not f.primary_key]
-    quote = db.ops.quote_name
-    columns = ", ".join(quote(f.column) for f in fields)
-    if db.vendor == "postgresql":
-        # All rows as one jsonb parameter: one statement text whatever the chunk's size.
-        records = [{f.column: _json_value(f.value_from_object(row)) for f in fields} for row in rows]
-        source = (
-            f"SELECT {columns} FROM jsonb_to_recordset(%s::jsonb) AS r("
-            + ", ".join(f"{quote(f.column)} {f.db_type(db)}" for f in fields)
-            + ")"
-        )
-        params: list[Any] = [json.dumps(records)]
-    else:
-        placeholders = "(" + ", ".join(["%s"] * len(fields)) + ")"
-        source = "VALUES " + ", ".join([placeholders] * len(rows))
-        params = [f.get_db_prep_save(f.value_from_object(row), connection=db) for row in rows for f in fields]
-    sql = (
-        f"INSERT INTO {quote(Delivery._meta.db_table)} ({columns}) {source} "
-        f"ON CONFLICT ({quote('connection_id')}, {quote('idempotency_key')}) DO NOTHING "
-        f"RETURNING {quote('id')}, {quote('connection_id')}, {quote('idempotency_key')}"
-    )
-    with db.cursor() as cursor:
-        cursor.execute(sql, params)
-        return {(connection_id, key): pk for pk, connection_id, key in cursor.fetchall()}
-
-
-def _json_value(value: Any) -> Any:
-    """A column value as jsonb_to_recordset reads it back into the column's type (times as ISO 8601)."""
-    return value.isoformat() if isinstance(value, datetime) else value
+    inserted = insert_new(rows, ("connection_id", "idempotency_key"), ("id", "connection_id", "idempotency_key"))
+    return {(connection_id, key): pk for pk, connection_id, key in inserted}

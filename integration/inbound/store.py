@@ -19,13 +19,14 @@ from urllib.parse import parse_qs
 from zoneinfo import ZoneInfo
 
 from django.conf import settings
-from django.db import connections, transaction
+from django.db import transaction
 from django.db.models import F
 from django.http import HttpRequest
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
 from integration import catalog
+from integration.bulk import insert_new
 from integration.inbound import strict_json
 from integration.inbound.signature import HEADER, SignatureError, verify_signature
 from integration.inbound.tokens import connection_by_token
@@ -367,35 +368,8 @@ def store_events(connection: Connection, rows: list[NewEvent]) -> StoreResult:
 
 def _insert_new(connection: Connection, rows: list[NewEvent], now: datetime) -> dict[str, int]:
     """Insert the rows whose dedupe key the connection does not have yet; {dedupe_key: id} of those inserted."""
-    if not rows:
-        return {}
-    db = connections[InboundEvent.objects.db]
-    fields = [f for f in InboundEvent._meta.concrete_fields if not f.primary_key]
     events = [_unsaved(connection, row, now) for row in rows]
-    quote = db.ops.quote_name
-    columns = ", ".join(quote(f.column) for f in fields)
-    if db.vendor == "postgresql":
-        # All rows as one jsonb parameter: the statement text is the same for every request, so neither psycopg
-        # (which re-parses placeholders of long statements each time) nor PostgreSQL sees 1,400 parameters.
-        records = [{f.column: _json_value(getattr(event, f.attname)) for f in fields} for event in events]
-        source = (
-            f"SELECT {columns} FROM jsonb_to_recordset(%s::jsonb) AS r("
-            + ", ".join(f"{quote(f.column)} {f.db_type(db)}" for f in fields)
-            + ")"
-        )
-        params: list[Any] = [json.dumps(records)]
-    else:
-        placeholders = "(" + ", ".join(["%s"] * len(fields)) + ")"
-        source = "VALUES " + ", ".join([placeholders] * len(events))
-        params = [f.get_db_prep_save(getattr(event, f.attname), connection=db) for event in events for f in fields]
-    sql = (
-        f"INSERT INTO {quote(InboundEvent._meta.db_table)} ({columns}) {source} "
-        f"ON CONFLICT ({quote('connection_id')}, {quote('dedupe_key')}) DO NOTHING "
-        f"RETURNING {quote('id')}, {quote('dedupe_key')}"
-    )
-    with db.cursor() as cursor:
-        cursor.execute(sql, params)
-        return {dedupe_key: pk for pk, dedupe_key in cursor.fetchall()}
+    return {key: pk for pk, key in insert_new(events, ("connection_id", "dedupe_key"), ("id", "dedupe_key"))}
 
 
 def _unsaved(connection: Connection, row: NewEvent, now: datetime) -> InboundEvent:
@@ -414,11 +388,6 @@ def _unsaved(connection: Connection, row: NewEvent, now: datetime) -> InboundEve
         processed_at=now if ignored else None,
         error=row.ignore_reason,
     )
-
-
-def _json_value(value: Any) -> Any:
-    """A column value as jsonb_to_recordset reads it back into the column's type (times as ISO 8601)."""
-    return value.isoformat() if isinstance(value, datetime) else value
 
 
 def _count_duplicates(connection: Connection, repeats: Counter[str]) -> None:
