@@ -133,8 +133,7 @@ def fake_stats(port: int) -> dict:
 
 def clear_fake(port: int) -> None:
     request = urllib.request.Request(f"http://127.0.0.1:{port}/_fake/requests", method="DELETE")
-    with urllib.request.urlopen(request, timeout=30):
-        pass
+    urllib.request.urlopen(request, timeout=30).close()
 
 
 def fake_control(port: int, **control) -> None:
