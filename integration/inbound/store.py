@@ -123,7 +123,7 @@ def connection_for_token(token: str) -> Connection:
     decrypted on the request path)."""
     if not _TOKEN.fullmatch(token):
         raise InboundError(404, "unknown endpoint")
-    connection = connection_by_token(token, "id", "name", "signing_secrets", "time_zone")
+    connection = connection_by_token(token, "id", "name", "signing_secrets", "time_zone", "manual_confirmation")
     if connection is None:
         raise InboundError(404, "unknown endpoint")
     return connection
