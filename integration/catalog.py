@@ -359,6 +359,7 @@ DEFAULT_AUTOMATION = "reset"
 def _index_fields() -> None:
     FIELDS_BY_KEY.clear()
     EVENTS_BY_KEY.clear()
+    _FIELD_FACTS.clear()
     for spec in FIELDS:
         FIELDS_BY_KEY.setdefault(spec.key, spec)
         EVENTS_BY_KEY[spec.key] = EVENTS_BY_KEY.get(spec.key, frozenset()) | spec.events
@@ -471,4 +472,16 @@ def is_field_allowed(event: str, key: str) -> bool:
     return key.startswith("Order.") and "_" in key and event in attr.events
 
 
+def field_facts(event: str, key: str) -> tuple[bool, str, bool]:
+    """(is_field_allowed, field_type, is_per_item) of one key for one event, worked out once per pair: mapping
+    asks it for every field of every subscriber. Forgotten when the catalog changes (declare, undeclare)."""
+    facts = _FIELD_FACTS.get((event, key))
+    if facts is None:
+        facts = (is_field_allowed(event, key), field_type(key), is_per_item(key))
+        if len(_FIELD_FACTS) < 100_000:  # dynamic attribute keys are many: a bound, not a leak
+            _FIELD_FACTS[(event, key)] = facts
+    return facts
+
+
+_FIELD_FACTS: dict[tuple[str, str], tuple[bool, str, bool]] = {}
 _index_fields()

@@ -91,6 +91,12 @@ def forgotten(connection_id: int, emails: Iterable[str]) -> dict[str, datetime]:
     return found
 
 
+def anyone_forgotten(connection_id: int) -> bool:
+    """Whether any tombstone could apply to this connection's events (its own or one for all): one query. When
+    none can, nobody's email needs looking for."""
+    return ForgottenSubscriber.objects.filter(Q(connection_id=connection_id) | Q(connection__isnull=True)).exists()
+
+
 def drop_reason(when: datetime) -> str:
     return (
         f"dropped: about a subscriber erased on {when:%Y-%m-%d %H:%M} UTC (forget_subscriber); "

@@ -19,7 +19,7 @@ def map_event(event: str, payload: Any, ctx: MappingContext) -> Subscriber:
     if not isinstance(payload, dict):
         raise MappingError(f"{event}: the payload is not a JSON object")
     subscriber = spec.mapper(event, payload, ctx)
-    subscriber.fields = {k: v for k, v in subscriber.fields.items() if catalog.is_field_allowed(event, k)}
+    subscriber.fields = {k: v for k, v in subscriber.fields.items() if catalog.field_facts(event, k)[0]}
     return subscriber
 
 

@@ -154,6 +154,31 @@ def _elements(entry: dict) -> list | None:
     return None
 
 
+_VALID_KEYS: dict[str, bool] = {}
+
+
+def _valid_key(key: Any) -> bool:
+    """valid_key, remembered per key (a pure function of the key; mapping asks it for every field)."""
+    if type(key) is not str:
+        return valid_key(key)
+    known = _VALID_KEYS.get(key)
+    if known is None:
+        known = valid_key(key)
+        if len(_VALID_KEYS) < 100_000:
+            _VALID_KEYS[key] = known
+    return known
+
+
+def _size_at_most(entries: list[dict]) -> int:
+    """An upper bound of the entries' bytes of value data (a character is at most 4 bytes in UTF-8): when it is
+    under the limit, the exact count (_size) is not needed."""
+    chars = 0
+    for entry in entries:
+        value = entry["value"]
+        chars += sum(len(item) for item in value) if isinstance(value, list) else len(value)
+    return 4 * chars
+
+
 def subscriber_body(event: str, subscriber: Subscriber, flow_config: FlowConfig, notes: list[str]) -> dict:
     """The `subscribers` object of one subscriber: allowed, valid, non-empty fields within Rule's limits."""
     email = text(subscriber.email)
@@ -163,16 +188,16 @@ def subscriber_body(event: str, subscriber: Subscriber, flow_config: FlowConfig,
     entries: list[dict] = []
     seen: set[str] = set()
     for key, value in _field_items(subscriber.fields):
-        if not valid_key(key):
+        if not _valid_key(key):
             notes.append(f"field {key!r} left out: a Rule key needs exactly one dot (Group.Field)")
             continue
         if key in excluded or key in seen:
             continue
-        if not catalog.is_field_allowed(event, key):
+        allowed, type_, per_item = catalog.field_facts(event, key)
+        if not allowed:
             notes.append(f"field {key} left out: the catalog does not give it to {event}")
             continue
-        type_ = catalog.field_type(key)
-        value = _rule_value(type_, value, catalog.is_per_item(key))
+        value = _rule_value(type_, value, per_item)
         if is_empty(value):
             continue
         seen.add(key)
@@ -180,21 +205,25 @@ def subscriber_body(event: str, subscriber: Subscriber, flow_config: FlowConfig,
         if type_ != catalog.TEXT:
             entry["type"] = type_
         entries.append(entry)
-    groups: dict[str, list[dict]] = {}
-    for entry in entries:
-        groups.setdefault(entry["key"].split(".")[0], []).append(entry)
-    kept: list[dict] = []
-    for group, group_entries in groups.items():
-        if sum(_size(e["value"]) for e in group_entries) > GROUP_LIMIT_BYTES:
-            group_entries = _trim_group(group, group_entries, notes)
-        kept.extend(group_entries)
-    order = {id(e): i for i, e in enumerate(entries)}
-    kept.sort(key=lambda e: order[id(e)])
+    kept = entries
+    if _size_at_most(entries) > GROUP_LIMIT_BYTES:  # some group may be over Rule's limit: look at each
+        groups: dict[str, list[dict]] = {}
+        for entry in entries:
+            groups.setdefault(entry["key"].split(".")[0], []).append(entry)
+        kept = []
+        for group, group_entries in groups.items():
+            if sum(_size(e["value"]) for e in group_entries) > GROUP_LIMIT_BYTES:
+                group_entries = _trim_group(group, group_entries, notes)
+            kept.extend(group_entries)
+        order = {id(e): i for i, e in enumerate(entries)}
+        kept.sort(key=lambda e: order[id(e)])
     body: dict[str, Any] = {"email": email}
-    if text(subscriber.phone_number):
-        body["phone_number"] = text(subscriber.phone_number)
-    if text(subscriber.language):
-        body["language"] = text(subscriber.language)
+    phone = text(subscriber.phone_number)
+    if phone:
+        body["phone_number"] = phone
+    language = text(subscriber.language)
+    if language:
+        body["language"] = language
     body["fields"] = kept
     return body
 

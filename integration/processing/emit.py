@@ -38,6 +38,7 @@ class Planning:
         self._flows: dict[int, dict[str, Flow]] = {}
         self._contexts: dict[int, MappingContext] = {}
         self._forgotten: dict[int, tuple[set[str], dict]] = {}
+        self._nobody_forgotten: set[int] = set()
 
     def flow(self, connection: Connection, event: str) -> Flow:
         """Flow.for_event, from the connection's flows read once."""
@@ -59,11 +60,21 @@ class Planning:
 
     def read_tombstones(self, connection_id: int, payloads: list) -> None:
         """Look up, in one query, who among the emails these payloads hold was forgotten (tombstones.check then
-        answers from it for those emails)."""
+        answers from it for those emails). When no tombstone can apply to the connection, none is looked for
+        (nobody_forgotten)."""
+        if connection_id not in self._forgotten and not tombstones.anyone_forgotten(connection_id):
+            self._nobody_forgotten.add(connection_id)
+            self._forgotten[connection_id] = (set(), {})
+        if connection_id in self._nobody_forgotten:
+            return
         emails = set().union(*(tombstones.emails_in(p) for p in payloads)) if payloads else set()
         known, found = self._forgotten.setdefault(connection_id, (set(), {}))
         found.update(tombstones.forgotten(connection_id, emails - known))
         known.update(emails)
+
+    def nobody_forgotten(self, connection_id: int) -> bool:
+        """True when read_tombstones found no tombstone that could apply to this connection's events."""
+        return connection_id in self._nobody_forgotten
 
     def forgotten(self, connection_id: int, emails) -> dict:
         """tombstones.forgotten, answered from what read_tombstones read when it covers every email."""
@@ -115,7 +126,7 @@ def plan_event(
         )
     except MappingError as exc:
         raise PermanentError(str(exc)) from exc
-    if trigger != Delivery.Trigger.TEST:
+    if trigger != Delivery.Trigger.TEST and not planning.nobody_forgotten(connection.pk):
         # About someone erased, and from before the erasure (a late webhook, a catch-up): marked ignored.
         occurred = inbound_event.occurred_at if inbound_event else None
         reason = tombstones.check(connection.pk, payload, occurred, request.email, lookup=planning.forgotten)
