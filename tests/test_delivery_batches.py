@@ -387,3 +387,46 @@ def test_the_attempt_log_says_the_call_was_shared(conn, fake_rule, admin_client)
     delivery.deliver_group(*group_of(rows[0]))
     page = admin_client.get(reverse("admin:integration_delivery_change", args=[rows[1].pk])).content.decode()
     assert "sent in one call with 2 others" in page
+
+
+def _stored(client, connection, event_type: str, numbers) -> None:
+    """One request to the door with these events (each about its own reader): one processing task queued."""
+    from integration.mapping import samples
+    from tests.fixtures.common import post_signed_events
+
+    events = []
+    for n in numbers:
+        payload = samples.sample(event_type)
+        if event_type == "Newsletter":
+            payload["email"] = f"reader{n}@example.com"
+        else:
+            payload["customer"] = {**payload["customer"], "email": f"reader{n}@example.com", "id": n}
+        events.append({"id": f"backlog-{n}", "type": event_type, "occurredAt": "2026-11-29T12:00:00Z", **payload})
+    response = post_signed_events(client, connection, {"events": events})
+    assert response.status_code == 200, response.json()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_backlog_of_stored_events_fills_calls_up_to_100_and_leaves_nothing_behind(client, fake_rule, task_queue):
+    # Given three requests' events waiting for processing on one connection: 60 + 60 newsletter sign-ups (one
+    # group), then 30 registrations (another group), one processing task each
+    conn = ConnectionFactory(rule_api_url=fake_rule.url, rule_api_key=fake_rule.api_key, remove_cart_tag=False)
+    conn.flows.filter(event__in=["Newsletter", "CustomerRegistered"]).update(enabled=True)
+    _stored(client, conn, "Newsletter", range(60))
+    _stored(client, conn, "Newsletter", range(60, 120))
+    _stored(client, conn, "CustomerRegistered", range(120, 150))
+    assert [func for func, _ in task_queue.pending()] == ["integration.tasks.process_inbound_batch"] * 3
+
+    # When a worker runs the tasks in turn (each sends its deliveries as it ends)
+    task_queue.run_all()
+
+    # Then while more events were waiting only full calls went; the last task sent what was left of both
+    # groups; every subscriber reached Rule once, and nothing was left for the queue or the sweeper
+    posts = [r for r in fake_rule.requests if r["method"] == "POST"]
+    assert [len(r["json"]["subscribers"]) for r in posts[:1]] == [100]
+    assert sorted(len(r["json"]["subscribers"]) for r in posts[1:]) == [20, 30]
+    emails = [s["email"] for r in posts for s in r["json"]["subscribers"]]
+    assert sorted(emails) == sorted(f"reader{n}@example.com" for n in range(150))
+    assert set(Delivery.objects.values_list("status", flat=True)) == {"succeeded"}
+    assert Delivery.objects.count() == 150
+    assert task_queue.pending() == []

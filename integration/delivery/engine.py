@@ -101,14 +101,50 @@ def inline_delivery() -> Iterator[None]:
 
 
 def _send_inline(groups: list[tuple[int, str]]) -> None:
+    """Send the groups a worker's task announced. A connection whose stored events are still waiting to be
+    processed (a backlog: their tasks are queued) sends only full calls now; the rest waits for the deliveries
+    those events make, and whichever task finds nothing more waiting sends every group the connection has due,
+    so calls of a backlog carry up to 100 subscribers. A lone event (nothing else waiting) goes at once."""
+    if not groups:
+        return
+    if db_connection.in_atomic_block or worker.stopping():
+        for connection_id, batch_key in groups:
+            enqueue_group(connection_id, batch_key)
+        return
+    try:
+        more_coming = _more_coming({connection_id for connection_id, _ in groups})
+        flushing = sorted({connection_id for connection_id, _ in groups} - more_coming)
+        groups = list(dict.fromkeys([*groups, *_fresh_groups(flushing)]))
+    except Exception:  # the rows are committed: tasks (or the sweeper) send them
+        log.exception("inline delivery: looking for what else is due failed; groups queued instead")
+        more_coming = set()
     for connection_id, batch_key in groups:
-        if not db_connection.in_atomic_block and not worker.stopping():
-            try:
-                deliver_group(connection_id, batch_key)
-                continue
-            except Exception:  # the rows are committed: a task (or the sweeper) sends what is left
-                log.exception("inline delivery for connection %s failed; queued instead", connection_id)
-        enqueue_group(connection_id, batch_key)
+        if worker.stopping():
+            enqueue_group(connection_id, batch_key)
+            continue
+        try:
+            deliver_group(connection_id, batch_key, full_only=batch_key != SOLO and connection_id in more_coming)
+        except Exception:  # the rows are committed: a task (or the sweeper) sends what is left
+            log.exception("inline delivery for connection %s failed; queued instead", connection_id)
+            enqueue_group(connection_id, batch_key)
+
+
+def _more_coming(connection_ids: set[int]) -> set[int]:
+    """Those of the connections with stored events waiting to be processed now (not those in another worker's
+    hands: that worker looks again once it has recorded them). One query."""
+    if not connection_ids:
+        return set()
+    waiting = InboundEvent.objects.due().filter(connection_id__in=connection_ids)
+    return set(waiting.order_by().values_list("connection_id", flat=True).distinct())
+
+
+def _fresh_groups(connection_ids: list[int]) -> list[tuple[int, str]]:
+    """The groups (other than SOLO) with fresh deliveries due on these connections: what earlier tasks left to
+    wait for company. One query."""
+    if not connection_ids:
+        return []
+    due = Delivery.objects.filter(connection_id__in=connection_ids, status=S.PENDING).due().exclude(batch_key=SOLO)
+    return sorted(set(due.order_by().values_list("connection_id", "batch_key").distinct()))
 
 
 def enqueue_group(connection_id: int, batch_key: str) -> None:
@@ -396,16 +432,21 @@ def deliver(delivery_id: int) -> str:
     return claimed[0]._outcome
 
 
-def deliver_group(connection_id: int, batch_key: str, seconds: float | None = None) -> dict[str, int]:
+def deliver_group(
+    connection_id: int, batch_key: str, seconds: float | None = None, *, full_only: bool = False
+) -> dict[str, int]:
     """Send what is due in one group (a connection and a batch key), claim after claim, until nothing is due:
     up to CLAIM_LIMIT deliveries per claim, coalesced into calls of up to 100 subscribers (a SOLO group: one
     delivery per claim, one call each). After `seconds` (DRAIN_SECONDS) the rest goes to a fresh task, so a long
-    drain never runs into the task timeout. Returns the count of each outcome; {} when nothing was due."""
+    drain never runs into the task timeout. `full_only`: only while a whole claim's worth is due (more is on
+    its way; see _send_inline). Returns the count of each outcome; {} when nothing was due."""
     rows = Delivery.objects.filter(connection_id=connection_id, batch_key=batch_key)
     limit = CLAIM_LIMIT if batch_key != SOLO else 1
     deadline = time.monotonic() + (DRAIN_SECONDS if seconds is None else seconds)
     outcomes: dict[str, int] = {}
     while True:
+        if full_only and rows.due().order_by()[:limit].count() < limit:
+            return outcomes
         claimed, calls = _take(rows, limit, sendable_only=True)
         if not claimed:
             return outcomes
