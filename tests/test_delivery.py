@@ -182,7 +182,7 @@ def test_the_budget_is_eight_attempts_then_failed(rule_connection, fake_rule):
 
     for _ in range(retry.MAX_ATTEMPTS):
         make_due(d)
-        # after 5 failures in a row the breaker holds the connection: each later attempt is its probe, when due
+        # after 3 failures in a row the breaker holds the connection: each later attempt is its probe, when due
         RuleBudget.objects.filter(connection=rule_connection).update(next_probe_at=timezone.now())
         Connection.objects.filter(pk=rule_connection.pk).update(hold_until=None)
         assert delivery.deliver(d.pk) == "retry"

@@ -150,15 +150,16 @@ def test_the_breaker_holds_probes_once_per_check_and_delivers_everything_once_af
     fake_rule.outage(600)
     deliveries = make_deliveries(rule_connection, 8)
 
-    # when Rule fails 5 calls in a row the breaker opens: the others are not sent to fail one by one
+    # when Rule fails 3 calls in a row the breaker opens: the others are not sent to fail one by one
+    assert budget.BREAKER_FAILURES == 3
     outcomes = deliver_due(rule_connection)
-    assert outcomes[:5] == ["retry"] * 5
-    assert len(posts(fake_rule)) == 5
+    assert outcomes[:3] == ["retry"] * 3
+    assert len(posts(fake_rule)) == 3
     row = RuleBudget.objects.get(connection=rule_connection)
     assert row.is_open and row.probe_backoff == 15
     assert row.next_probe_at >= timezone.now() + timedelta(seconds=13)
     held = Delivery.objects.filter(connection=rule_connection, attempt_count=0)
-    assert held.count() == 3 and all(d.attempts.count() == 0 for d in held)
+    assert held.count() == 5 and all(d.attempts.count() == 0 for d in held)
 
     # when the check is due, every due delivery is tried by a worker, but only one call reaches Rule
     for backoff in (30, 60, 120):
@@ -179,7 +180,8 @@ def test_the_breaker_holds_probes_once_per_check_and_delivers_everything_once_af
             == sum(1 for r in posts(fake_rule) if r["json"]["subscribers"]["email"] == d.email)
         )
 
-    # when Rule is back, the next check succeeds, closes the breaker and releases everything waiting
+    # when Rule is back, the next check succeeds, closes the breaker and releases everything waiting: the held
+    # deliveries and those whose calls failed during the outage (without waiting out their retry step)
     fake_rule.outage(0)
     next_check_now(rule_connection)
     first = deliver_due(rule_connection)
@@ -187,13 +189,34 @@ def test_the_breaker_holds_probes_once_per_check_and_delivers_everything_once_af
     row.refresh_from_db()
     assert not row.is_open and row.failures_in_row == 0
     assert Connection.objects.get(pk=rule_connection.pk).hold_until is None
-    Delivery.objects.filter(connection=rule_connection).waiting().update(next_attempt_at=timezone.now())
-    deliver_due(rule_connection)
+    assert not Delivery.objects.filter(connection=rule_connection).waiting().exists()  # nothing left for later
 
     # then each delivery reached Rule successfully exactly once
     assert Delivery.objects.filter(connection=rule_connection, status=S.SUCCEEDED).count() == 8
     ok = [r["json"]["subscribers"]["email"] for r in posts(fake_rule, 200)]
     assert sorted(ok) == sorted(d.email for d in deliveries)
+
+
+def test_closing_the_breaker_sends_at_once_the_calls_that_failed_during_the_outage(rule_connection, fake_rule):
+    fake_rule.outage(600)
+    make_deliveries(rule_connection, budget.BREAKER_FAILURES + 1)
+    deliver_due(rule_connection)  # the first calls fail and open the breaker; the last delivery is held
+    failed = Delivery.objects.filter(connection=rule_connection, status=S.RETRYING, attempt_count=1)
+    assert failed.count() == budget.BREAKER_FAILURES
+    assert all(d.next_attempt_at > timezone.now() + timedelta(seconds=20) for d in failed)  # their retry step
+
+    # Rule is back; the clock reaches the breaker's check (and the held delivery), not the failed ones' retries
+    fake_rule.outage(0)
+    now = timezone.now()
+    RuleBudget.objects.filter(connection=rule_connection).update(next_probe_at=now)
+    Connection.objects.filter(pk=rule_connection.pk).update(hold_until=now)
+    Delivery.objects.filter(connection=rule_connection, attempt_count=0).update(next_attempt_at=now)
+    assert deliver_due(rule_connection) == ["succeeded"]  # the probe
+
+    # the breaker closed, and what failed while Rule was down is due now, not in 30 s to 10 min
+    assert not RuleBudget.objects.get(connection=rule_connection).is_open
+    assert Delivery.objects.filter(connection=rule_connection).due().count() == budget.BREAKER_FAILURES
+    assert deliver_due(rule_connection) == ["succeeded"] * budget.BREAKER_FAILURES
 
 
 def test_only_one_worker_wins_the_probe(rule_connection, fake_rule):
@@ -223,9 +246,9 @@ def test_an_answer_that_is_not_a_failure_closes_the_breaker(rule_connection, fak
 
 
 def test_failures_apart_do_not_open_the_breaker(rule_connection, fake_rule):
-    for round in range(2):  # 4 failures and a success, twice: 8 failures, never 5 in a row
-        fake_rule.fail(503, times=4)
-        for n in range(5):
+    for round in range(2):  # 2 failures and a success, twice: 4 failures, never 3 in a row
+        fake_rule.fail(503, times=2)
+        for n in range(3):
             engine.create_delivery(
                 connection=rule_connection,
                 event="OrderShipped",
@@ -233,9 +256,9 @@ def test_failures_apart_do_not_open_the_breaker(rule_connection, fake_rule):
                 email=f"round{round}-{n}@example.com",
                 idempotency_key=f"OrderShipped:{round}:{n}",
             )
-        assert deliver_due(rule_connection) == ["retry"] * 4 + ["succeeded"]
+        assert deliver_due(rule_connection) == ["retry"] * 2 + ["succeeded"]
     assert not RuleBudget.objects.get(connection=rule_connection).is_open
-    assert len(posts(fake_rule, 503)) == 8
+    assert len(posts(fake_rule, 503)) == 4
 
 
 def test_a_history_import_waits_while_the_breaker_is_open(rule_connection):

@@ -945,16 +945,19 @@ def resume_connection(connection: Connection) -> int:
 
 @receiver(hold_lifted)
 def _on_hold_lifted(sender, connection: Connection, old_hold: datetime | None, **kwargs) -> None:
-    release_hold(connection, old_hold)
+    # The breaker closed: Rule answers again, so the calls that failed while it was down go now too, instead of
+    # waiting out their retry step (up to 10 minutes after an outage of a few).
+    release_hold(connection, old_hold, retries_too=True)
 
 
-def release_hold(connection: Connection, old_hold: datetime | None) -> int:
-    """A hold was lifted: deliveries pushed to it go now (the rest keep their schedule); enqueue what is due."""
+def release_hold(connection: Connection, old_hold: datetime | None, *, retries_too: bool = False) -> int:
+    """A hold was lifted: deliveries pushed to it go now (with `retries_too`, those waiting for a retry after a
+    failure as well; the rest keep their schedule); enqueue what is due."""
     now = timezone.now()
+    released = Q(status=S.RETRYING) if retries_too else Q(pk__in=[])
     if old_hold and old_hold > now:
-        connection.deliveries.waiting().filter(next_attempt_at__gt=now, next_attempt_at__lte=old_hold).update(
-            next_attempt_at=now
-        )
+        released |= Q(next_attempt_at__lte=old_hold)
+    connection.deliveries.waiting().filter(released, next_attempt_at__gt=now).update(next_attempt_at=now)
     groups = _due_groups(connection.deliveries.due(now))
     transaction.on_commit(lambda: [enqueue_group(connection.pk, key) for _, key, _n in groups])
     return sum(n for _, _, n in groups)

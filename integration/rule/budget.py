@@ -49,7 +49,7 @@ log = logging.getLogger(__name__)
 
 ATTEMPTS = 5
 WINDOW = timedelta(minutes=1)  # "12 used": our calls in the current minute, shown on the connection page
-BREAKER_FAILURES = 5
+BREAKER_FAILURES = 3  # with FIRST_BACKOFF, an outage's first minute costs at most 5 calls
 FIRST_BACKOFF = 15
 MAX_BACKOFF = 300
 SLOW_FROM = 0.9  # share of Rule's RequestsCount-Allowed from which the pace slows
