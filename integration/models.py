@@ -490,7 +490,13 @@ class Delivery(models.Model):
         ]
         indexes = [
             models.Index(fields=["status", "next_attempt_at"], name="delivery_due"),
-            models.Index(fields=["connection", "batch_key", "status", "next_attempt_at"], name="delivery_batch_due"),
+            # A group's claim reads only its open rows: the delivered ones of the same envelope (every OrderShipped
+            # of a connection shares a batch key) stay out of the index, however long the log grows.
+            models.Index(
+                fields=["connection", "batch_key", "next_attempt_at"],
+                condition=models.Q(status__in=["pending", "retrying", "sending"]),
+                name="delivery_batch_open",
+            ),
             models.Index(fields=["-created_at"], name="delivery_created"),
             models.Index(fields=["connection", "-created_at"], name="delivery_conn_created"),
             models.Index(fields=["event", "-created_at"], name="delivery_event_created"),
