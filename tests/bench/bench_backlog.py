@@ -199,8 +199,9 @@ def wait_until(done, deadline: float, label: str, every: float = 1.0) -> tuple[b
 # ---------------------------------------------------------------- the runs
 
 
-def run_ours(env: dict, port: int, expected: int, timeout: float) -> dict:
-    """One qcluster drains the stored backlog; returns the measured figures."""
+def run_ours(env: dict, port: int, expected: int, timeout: float, fake_pid: int) -> dict:
+    """One qcluster drains the stored backlog; returns the measured figures (with the CPU time the cluster, all
+    its processes, and the fake Rule used meanwhile)."""
     from django.db import connections
 
     from integration.models import Delivery
@@ -208,9 +209,12 @@ def run_ours(env: dict, port: int, expected: int, timeout: float) -> dict:
     connections.close_all()
     clear_fake(port)
     started = time.monotonic()
-    with common.child("backlog-qcluster", [common.PYTHON, "manage.py", "qcluster"], env):
+    fake_before = common.group_cpu_seconds(fake_pid)
+    with common.child("backlog-qcluster", [common.PYTHON, "manage.py", "qcluster"], env) as cluster:
         finished, state = wait_until(drained, started + timeout, "backlog")
         wall = time.monotonic() - started
+        cluster_cpu = common.group_cpu_seconds(cluster.pid)
+    fake_cpu = common.group_cpu_seconds(fake_pid) - fake_before
     # Read again once the cluster has stopped: a call in flight at the deadline is recorded by now.
     state = counts()
     stats = fake_stats(port)
@@ -219,6 +223,8 @@ def run_ours(env: dict, port: int, expected: int, timeout: float) -> dict:
     return {
         "finished": finished,
         "wall_s": wall,
+        "cluster_cpu_s": cluster_cpu,
+        "fake_cpu_s": fake_cpu,
         "delivered_events": delivered_events(),
         "posts": posts,
         "state": state,
@@ -301,18 +307,21 @@ def main() -> None:
     common.setup_django(env)
 
     port = common.free_port()
-    with common.start_fake_rule(env, port, RULE_KEY, LATENCY_MS, name="backlog-fakerule"):
+    with common.start_fake_rule(env, port, RULE_KEY, LATENCY_MS, name="backlog-fakerule") as fake:
         connections = make_connections(CONNECTIONS, f"http://127.0.0.1:{port}/api/v2")
         clock = time.monotonic()
         accepted = store_backlog(connections, count)
         setup = time.monotonic() - clock
         common.progress(f"backlog: {accepted} events stored in {setup:.0f} s; qcluster starts")
-        ours = run_ours(env, port, accepted, timeout=max(300.0, count / 20))
+        ours = run_ours(env, port, accepted, timeout=max(300.0, count / 20), fake_pid=fake.pid)
         processed = ours["state"]["inbound"].get("processed", 0)
         rate = ours["delivered_events"] / ours["wall_s"] if ours["wall_s"] else 0.0
         common.progress(
             f"backlog: {processed}/{accepted} events processed, {ours['succeeded']} deliveries succeeded in "
-            f"{ours['wall_s']:.1f} s ({rate:.0f} events/s), Rule calls {ours['endpoints']}, answers {ours['statuses']}"
+            f"{ours['wall_s']:.1f} s ({rate:.0f} events/s), Rule calls {ours['endpoints']}, "
+            f"answers {ours['statuses']}; "
+            f"CPU: qcluster {ours['cluster_cpu_s']:.1f} s ({1000 * ours['cluster_cpu_s'] / count:.2f} ms/event), "
+            f"fake Rule {ours['fake_cpu_s']:.1f} s"
         )
         peer = run_peer(env, port, sample, timeout=max(120.0, sample / 5))
         common.progress(
@@ -354,6 +363,14 @@ def main() -> None:
             target=">= 50",
             ok=per_call >= 50,
         ),
+        common.figure(
+            "CPU time of the qcluster (all its processes) per event, processing and delivery",
+            1000 * ours["cluster_cpu_s"] / count,
+            "ms/event",
+            target="<= 10 ms (issue 12: the whole pipeline's worker time per event)",
+            ok=1000 * ours["cluster_cpu_s"] / count <= 10,
+        ),
+        common.figure("CPU time of the fake Rule while draining", ours["fake_cpu_s"], "s"),
         common.figure(
             "subscribers Rule accepted / deliveries succeeded (exactly once)",
             ours["distinct"] / ours["posts"] if ours["posts"] else 0.0,
