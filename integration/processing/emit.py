@@ -39,6 +39,7 @@ class Planning:
         self._contexts: dict[int, MappingContext] = {}
         self._forgotten: dict[int, tuple[set[str], dict]] = {}
         self._nobody_forgotten: set[int] = set()
+        self._enabled: dict[int, frozenset[str]] = {}
 
     def flow(self, connection: Connection, event: str) -> Flow:
         """Flow.for_event, from the connection's flows read once."""
@@ -50,8 +51,12 @@ class Planning:
         return stored[event]
 
     def enabled_events(self, connection: Connection) -> frozenset[str]:
-        """Connection.enabled_events, from the same flows."""
-        return frozenset(name for name in catalog.EVENTS if self.flow(connection, name).enabled)
+        """Connection.enabled_events, from the same flows (worked out once per connection)."""
+        enabled = self._enabled.get(connection.pk)
+        if enabled is None:
+            enabled = frozenset(name for name in catalog.EVENTS if self.flow(connection, name).enabled)
+            self._enabled[connection.pk] = enabled
+        return enabled
 
     def context(self, connection: Connection) -> MappingContext:
         if connection.pk not in self._contexts:
