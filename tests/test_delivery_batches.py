@@ -430,3 +430,24 @@ def test_a_backlog_of_stored_events_fills_calls_up_to_100_and_leaves_nothing_beh
     assert set(Delivery.objects.values_list("status", flat=True)) == {"succeeded"}
     assert Delivery.objects.count() == 150
     assert task_queue.pending() == []
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_last_task_of_a_backlog_sends_what_waited_even_when_its_own_events_make_no_delivery(
+    client, fake_rule, task_queue
+):
+    # Given 60 sign-ups waiting, then a request whose events are ignored (their flow is off)
+    conn = ConnectionFactory(rule_api_url=fake_rule.url, rule_api_key=fake_rule.api_key, remove_cart_tag=False)
+    conn.flows.filter(event="Newsletter").update(enabled=True)
+    conn.flows.filter(event="CustomerRegistered").update(enabled=False)
+    _stored(client, conn, "Newsletter", range(60))
+    _stored(client, conn, "CustomerRegistered", range(60, 70))
+
+    # When a worker runs both tasks
+    task_queue.run_all()
+
+    # Then the first left its 60 waiting for company, and the second, finding nothing more, sent them in one call
+    posts = [r for r in fake_rule.requests if r["method"] == "POST"]
+    assert [len(r["json"]["subscribers"]) for r in posts] == [60]
+    assert set(Delivery.objects.values_list("status", flat=True)) == {"succeeded"}
+    assert task_queue.pending() == []

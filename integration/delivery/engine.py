@@ -83,7 +83,16 @@ S = Delivery.Status
 
 # ---------------------------------------------------------------- creating and dispatching
 
-_inline: contextvars.ContextVar[list | None] = contextvars.ContextVar("deliver_inline", default=None)
+
+@dataclass
+class _Inline:
+    """What a worker's task announced (groups) and whose stored events it processed (connections)."""
+
+    groups: list[tuple[int, str]]
+    connections: set[int]
+
+
+_inline: contextvars.ContextVar[_Inline | None] = contextvars.ContextVar("deliver_inline", default=None)
 
 
 @contextlib.contextmanager
@@ -91,29 +100,39 @@ def inline_delivery() -> Iterator[None]:
     """Inside a worker's task (processing inbound events): the groups announced in the block are sent as the
     block ends (outside any transaction), without a second trip through the queue; several events processed in
     one block still share calls."""
-    groups: list[tuple[int, str]] = []
-    token = _inline.set(groups)
+    state = _Inline(groups=[], connections=set())
+    token = _inline.set(state)
     try:
         yield
     finally:
         _inline.reset(token)
-        _send_inline(list(dict.fromkeys(groups)))
+        _send_inline(list(dict.fromkeys(state.groups)), state.connections)
 
 
-def _send_inline(groups: list[tuple[int, str]]) -> None:
+def processing_for(connection_ids) -> None:
+    """Inside inline_delivery: this task processes stored events of these connections (even when they make no
+    delivery, the task may be the last of a backlog and must send what the others left waiting)."""
+    state = _inline.get()
+    if state is not None:
+        state.connections.update(connection_ids)
+
+
+def _send_inline(groups: list[tuple[int, str]], processed: set[int] = frozenset()) -> None:
     """Send the groups a worker's task announced. A connection whose stored events are still waiting to be
     processed (a backlog: their tasks are queued) sends only full calls now; the rest waits for the deliveries
     those events make, and whichever task finds nothing more waiting sends every group the connection has due,
-    so calls of a backlog carry up to 100 subscribers. A lone event (nothing else waiting) goes at once."""
-    if not groups:
+    so calls of a backlog carry up to 100 subscribers. A lone event (nothing else waiting) goes at once.
+    `processed`: the connections whose stored events the task processed."""
+    connections = {connection_id for connection_id, _ in groups} | set(processed)
+    if not connections:
         return
     if db_connection.in_atomic_block or worker.stopping():
         for connection_id, batch_key in groups:
             enqueue_group(connection_id, batch_key)
         return
     try:
-        more_coming = _more_coming({connection_id for connection_id, _ in groups})
-        flushing = sorted({connection_id for connection_id, _ in groups} - more_coming)
+        more_coming = _more_coming(connections)
+        flushing = sorted(connections - more_coming)
         groups = list(dict.fromkeys([*groups, *_fresh_groups(flushing)]))
     except Exception:  # the rows are committed: tasks (or the sweeper) send them
         log.exception("inline delivery: looking for what else is due failed; groups queued instead")
@@ -186,7 +205,7 @@ def _dispatch(groups: list[tuple[int, str]]) -> None:
     """announce() once the groups are known (create_delivery knows its own: no query)."""
     inline = _inline.get()
     if inline is not None:  # sent as the worker's task ends (inline_delivery)
-        inline.extend(groups)
+        inline.groups.extend(groups)
         return
     for connection_id, batch_key in groups:
         enqueue_group(connection_id, batch_key)

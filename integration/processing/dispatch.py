@@ -217,6 +217,7 @@ def _claim_many(inbound_ids: list[int]) -> list[InboundEvent]:
     if not claimed:
         return []
     events = list(InboundEvent.objects.filter(pk__in=inbound_ids, lease_until=lease_until).order_by("pk"))
+    _processing_for({inbound.connection_id for inbound in events})
     # Their connections read once each (not once per event: a connection's secrets are decrypted on reading).
     connections = Connection.objects.in_bulk({inbound.connection_id for inbound in events})
     for inbound in events:
@@ -322,8 +323,16 @@ def _claim(inbound_id: int) -> InboundEvent | None:
     if not claimed:
         return None
     inbound = InboundEvent.objects.select_related("connection").get(pk=inbound_id)
+    _processing_for({inbound.connection_id})
     inbound.lease_until = lease_until  # the claim's token: the outcome is written only while it is still ours
     return inbound
+
+
+def _processing_for(connection_ids: set[int]) -> None:
+    """Tell the delivery engine whose events this task processes (see engine.inline_delivery)."""
+    from integration.delivery import engine
+
+    engine.processing_for(connection_ids)
 
 
 def _failed(exc: PermanentError) -> str:
