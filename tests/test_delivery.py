@@ -352,11 +352,11 @@ def test_a_long_answer_is_stored_cut_to_8_kb(rule_connection, fake_rule):
 
 def test_a_claimed_delivery_is_not_sent_by_a_second_worker(rule_connection, fake_rule):
     d = make_delivery(rule_connection)
-    claimed = delivery._claim(Delivery.objects.filter(pk=d.pk), 1)
+    claimed = delivery._claim({"id": d.pk}, 1)
     assert [c.pk for c in claimed] == [d.pk]
     assert delivery.deliver(d.pk) == "not due"
     assert delivery.deliver_group(rule_connection.pk, d.batch_key) == {}
-    assert delivery._claim(Delivery.objects.filter(pk=d.pk), 1) == []
+    assert delivery._claim({"id": d.pk}, 1) == []
     assert fake_rule.requests == []
 
 
@@ -413,7 +413,7 @@ def test_resend_reopens_with_history_kept(rule_connection, fake_rule, task_queue
 
 def test_resend_refuses_a_delivery_in_flight(rule_connection):
     d = make_delivery(rule_connection)
-    delivery._claim(Delivery.objects.filter(pk=d.pk), 1)
+    delivery._claim({"id": d.pk}, 1)
     assert delivery.resend(d) is False
     assert d.status == Delivery.Status.SENDING
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import copy
+import functools
 import hashlib
 import json
 import logging
@@ -37,7 +38,7 @@ from urllib.parse import quote
 from django.conf import settings
 from django.db import IntegrityError, InterfaceError, OperationalError, transaction
 from django.db import connection as db_connection
-from django.db.models import Case, Count, Exists, F, OuterRef, Q, QuerySet, Subquery, Value, When
+from django.db.models import Case, Count, F, Q, QuerySet, Value, When
 from django.db.models.functions import Coalesce
 from django.dispatch import receiver
 from django.utils import timezone
@@ -314,9 +315,10 @@ def _call_body(call: list[Delivery]) -> object:
 # ---------------------------------------------------------------- claiming
 
 
-def _claim(rows: QuerySet, limit: int, *, force: bool = False, sendable_only: bool = False) -> list[Delivery]:
-    """Take up to `limit` of `rows` for this worker (status sending, a lease, this claim's token) in one
-    conditional UPDATE, and load what was taken in one SELECT; [] when nothing was ours.
+def _claim(rows: dict[str, object], limit: int, *, force: bool = False, sendable_only: bool = False) -> list[Delivery]:
+    """Take up to `limit` of the deliveries matching `rows` (column -> value: `{"id": pk}`, or a group's
+    `{"connection_id": ..., "batch_key": ...}`) for this worker (status sending, a lease, this claim's token), and
+    read what was taken, in one conditional UPDATE ... RETURNING (_claim_sql); [] when nothing was ours.
 
     The UPDATE repeats the due condition on the rows it writes, so two workers racing for a group take disjoint
     rows (PostgreSQL re-checks a row another transaction just claimed; SQLite writes one at a time). With
@@ -324,46 +326,68 @@ def _claim(rows: QuerySet, limit: int, *, force: bool = False, sendable_only: bo
     open delivery whatever its schedule, never one in a live worker's hands."""
     now = timezone.now()
     token = uuid.uuid4().hex
-    open_rows = rows.unclaimed(now) if force else rows.due(now)
-    if sendable_only:  # see _held_or_paused
-        open_rows = open_rows.sendable(now)
-    # No FOR UPDATE SKIP LOCKED in this subquery: PostgreSQL may run it more than once per UPDATE, and the test
-    # of two racing workers then saw rows sent twice.
-    first = open_rows.order_by("next_attempt_at", "pk").values("pk")[:limit]
-    # The claim counts the coming attempt too (see _start): one statement for both.
-    claimed = open_rows.filter(pk__in=Subquery(first)).update(
-        status=S.SENDING,
-        lease_until=now + retry.LEASE,
-        claim_token=token,
-        attempt_count=F("attempt_count") + 1,
-        updated_at=now,
+    sql = _claim_sql(db_connection.vendor, tuple(sorted(rows)), force, sendable_only)
+    params = {f"w_{column}": value for column, value in rows.items()}
+    params.update(
+        now=now, lease=now + retry.LEASE, token=token, limit=limit, sending=S.SENDING, active=Connection.Status.ACTIVE
     )
-    if not claimed:
+    params.update({f"waiting{n}": status for n, status in enumerate(Delivery.WAITING_STATUSES)})
+    # The rows and a look at their attempt logs (last_attempt: the last attempt number, for the next attempt;
+    # unanswered: a worker that died mid-call left an attempt without an answer).
+    taken = list(Delivery.objects.raw(sql, params))
+    if not taken:
         return []
-    # The rows, their connection and a look at their attempt logs: the last attempt number (for the next
-    # attempt) and whether a worker that died mid-call left an attempt without an answer.
-    attempts = DeliveryAttempt.objects.filter(delivery=OuterRef("pk")).order_by()
-    taken = list(
-        rows.filter(status=S.SENDING, claim_token=token)
-        .select_related("connection")
-        .annotate(
-            last_attempt=Subquery(attempts.order_by("-number").values("number")[:1]),
-            unanswered=Exists(attempts.filter(outcome="")),
-        )
-        .order_by("next_attempt_at", "pk")
-    )
+    taken.sort(key=lambda d: (d.next_attempt_at is None, d.next_attempt_at or now, d.pk))
     stopped = [d.pk for d in taken if d.unanswered]
     if stopped:  # close them so the log says what happened
         DeliveryAttempt.objects.filter(delivery_id__in=stopped, outcome="").update(
             outcome=OUTCOME_RETRY, error=WORKER_STOPPED
         )
+    # The connection and its Rule budget in one read: the first call's before_call uses that budget row.
+    connection = Connection.objects.select_related("rule_budget").get(pk=taken[0].connection_id)
     for d in taken:
-        d.connection = taken[0].connection  # one connection per group: one object, so a hold or pause is seen
+        d.connection = connection  # one connection per group: one object, so a hold or pause is seen
         d._last_attempt_number = d.last_attempt or 0
     return taken
 
 
-def _take(rows: QuerySet, limit: int, *, force: bool = False, sendable_only: bool = False):
+@functools.cache
+def _claim_sql(vendor: str, columns: tuple[str, ...], force: bool, sendable_only: bool) -> str:
+    """The claim as one statement (PostgreSQL and SQLite >= 3.35 both speak UPDATE ... RETURNING, and the ORM
+    cannot say it): the same conditions as Delivery.objects.due() / unclaimed() / sendable(), built once per
+    shape; its parameters are named (see _claim)."""
+    q = db_connection.ops.quote_name
+    table, attempts, connections = (q(model._meta.db_table) for model in (Delivery, DeliveryAttempt, Connection))
+    allowed = {"id", "connection_id", "batch_key"}
+    if not columns or not set(columns) <= allowed:
+        raise ValueError(f"a claim selects by {sorted(allowed)}, not {columns}")
+    waiting = "status IN (%(waiting0)s, %(waiting1)s)"
+    stale = "(status = %(sending)s AND lease_until < %(now)s)"
+    if force:  # Delivery.objects.unclaimed()
+        open_rows = f"({waiting} OR {stale})"
+    else:  # Delivery.objects.due()
+        open_rows = f"(({waiting} AND (next_attempt_at <= %(now)s OR next_attempt_at IS NULL)) OR {stale})"
+    if sendable_only:  # Connection.objects.sendable()
+        open_rows += (
+            f" AND connection_id IN (SELECT id FROM {connections} WHERE status = %(active)s"
+            " AND (hold_until IS NULL OR hold_until <= %(now)s))"
+        )
+    where = " AND ".join(f"{q(column)} = %(w_{column})s" for column in columns)
+    returned = ", ".join(q(f.column) for f in Delivery._meta.concrete_fields)
+    # No FOR UPDATE SKIP LOCKED in the subquery: PostgreSQL may run it more than once per UPDATE, and the test
+    # of two racing workers then saw rows sent twice. The claim counts the coming attempt too (see _start).
+    return (
+        f"UPDATE {table} SET status = %(sending)s, lease_until = %(lease)s, claim_token = %(token)s, "
+        f"attempt_count = attempt_count + 1, updated_at = %(now)s "
+        f"WHERE {open_rows} AND id IN (SELECT id FROM {table} WHERE {where} AND {open_rows} "
+        f"ORDER BY next_attempt_at, id LIMIT %(limit)s) "
+        f"RETURNING {returned}, "
+        f"(SELECT MAX(number) FROM {attempts} a WHERE a.delivery_id = {table}.id) AS last_attempt, "
+        f"EXISTS (SELECT 1 FROM {attempts} a WHERE a.delivery_id = {table}.id AND a.outcome = '') AS unanswered"
+    )
+
+
+def _take(rows: dict[str, object], limit: int, *, force: bool = False, sendable_only: bool = False):
     """Claim, give up on rows whose budget a dead worker spent, and start the first call's attempts: one
     transaction. Returns (the claimed rows, their calls); the first call's attempts exist."""
     with transaction.atomic():
@@ -434,7 +458,7 @@ def _start(call: list[Delivery], note: str = "", *, counted: bool = False) -> bo
 
 def deliver(delivery_id: int) -> str:
     """Send one due delivery once, alone, if no other worker has it; returns what happened (for logs and tests)."""
-    rows = Delivery.objects.filter(pk=delivery_id)
+    rows = {"id": delivery_id}
     # The usual case in one statement: due, not in flight, and its connection may send.
     claimed, calls = _take(rows, 1, sendable_only=True)
     if not claimed:  # find out why not (closed, paused, held by a 429, not due), or claim after a resume
@@ -459,12 +483,12 @@ def deliver_group(
     delivery per claim, one call each). After `seconds` (DRAIN_SECONDS) the rest goes to a fresh task, so a long
     drain never runs into the task timeout. `full_only`: only while a whole claim's worth is due (more is on
     its way; see _send_inline). Returns the count of each outcome; {} when nothing was due."""
-    rows = Delivery.objects.filter(connection_id=connection_id, batch_key=batch_key)
+    rows = {"connection_id": connection_id, "batch_key": batch_key}
     limit = CLAIM_LIMIT if batch_key != SOLO else 1
     deadline = time.monotonic() + (DRAIN_SECONDS if seconds is None else seconds)
     outcomes: dict[str, int] = {}
     while True:
-        if full_only and rows.due().order_by()[:limit].count() < limit:
+        if full_only and Delivery.objects.filter(**rows).due().order_by()[:limit].count() < limit:
             return outcomes
         claimed, calls = _take(rows, limit, sendable_only=True)
         if not claimed:
@@ -484,7 +508,7 @@ def send_now(delivery: Delivery, wait_seconds: float | None = None) -> DeliveryA
     """Send an open delivery now, alone and synchronously (the admin's test call); same classification as
     deliver(). It goes even while the connection is paused or held (an operator's explicit call); when a
     worker has it already, wait for that worker's attempt instead of sending a second time."""
-    claimed, calls = _take(Delivery.objects.filter(pk=delivery.pk), 1, force=True)
+    claimed, calls = _take({"id": delivery.pk}, 1, force=True)
     if not claimed:
         attempt = _wait_for_attempt(delivery, wait_seconds)
     elif calls:

@@ -186,11 +186,18 @@ def take(connection: Connection | int, now: datetime | None = None) -> float:
     return _reserve(budget, now, within=0.0)
 
 
+def _fresh_budget(connection: Connection) -> RuleBudget:
+    """The connection's budget row: the one read with the connection just before (a caller that loads them
+    together with `select_related("rule_budget")` saves a query), used once, else read now."""
+    budget = connection._state.fields_cache.pop("rule_budget", None)
+    return budget if budget is not None else budget_for(connection)
+
+
 def before_call(connection: Connection) -> Decision:
     """Ask before one call to Rule: GO (a short pacing wait already slept), PROBE (the breaker is open and this
     call is its single probe), WAIT or HELD (send nothing; hand the work back uncounted, due at `until`)."""
     now = timezone.now()
-    budget = budget_for(connection)
+    budget = _fresh_budget(connection)
     if budget.is_open:
         return _probe_or_hold(connection, budget, now)
     wait = _reserve(budget, now, within=max_sleep())
@@ -292,8 +299,11 @@ def _failed(connection: Connection, budget: RuleBudget, decision: Decision | Non
 
 
 def _answered(connection: Connection, budget: RuleBudget, decision: Decision | None, code: int, now: datetime):
-    """Rule answered: the failures in a row start again from 0 and an open breaker closes (one UPDATE, matching
-    nothing in the usual case)."""
+    """Rule answered: the failures in a row start again from 0 and an open breaker closes (one UPDATE). Skipped
+    when the row read before this call had nothing to clear: a failure another worker records during the call
+    then stays counted until the next answer whose call started after it (an overlap of one call, at most)."""
+    if decision is not None and decision.kind == GO and budget.failures_in_row == 0 and not budget.is_open:
+        return
     changed = (
         RuleBudget.objects.filter(pk=budget.pk)
         .filter(Q(failures_in_row__gt=0) | Q(breaker_opened_at__isnull=False))
