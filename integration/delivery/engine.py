@@ -343,12 +343,28 @@ def _claim(rows: dict[str, object], limit: int, *, force: bool = False, sendable
         DeliveryAttempt.objects.filter(delivery_id__in=stopped, outcome="").update(
             outcome=OUTCOME_RETRY, error=WORKER_STOPPED
         )
-    # The connection and its Rule budget in one read: the first call's before_call uses that budget row.
-    connection = Connection.objects.select_related("rule_budget").get(pk=taken[0].connection_id)
+    connection = _connection(taken[0].connection_id, taken[0].connection_stamp)
     for d in taken:
         d.connection = connection  # one connection per group: one object, so a hold or pause is seen
         d._last_attempt_number = d.last_attempt or 0
     return taken
+
+
+_connections: dict[int, tuple[object, Connection]] = {}
+
+
+def _connection(pk: int, stamp: object) -> Connection:
+    """The claimed rows' connection: this process's copy while the row's `updated_at` (read by the claim, as
+    stored) is unchanged, else read again. Every change a delivery depends on stamps it (the admin's save,
+    pause and resume); the claim itself checks in SQL what may change without a stamp (a 429 or breaker hold)."""
+    cached = _connections.get(pk)
+    if cached is not None and cached[0] == stamp:
+        return cached[1]
+    if len(_connections) >= 256:
+        _connections.clear()
+    connection = Connection.objects.get(pk=pk)
+    _connections[pk] = (stamp, connection)
+    return connection
 
 
 @functools.cache
@@ -382,6 +398,7 @@ def _claim_sql(vendor: str, columns: tuple[str, ...], force: bool, sendable_only
         f"WHERE {open_rows} AND id IN (SELECT id FROM {table} WHERE {where} AND {open_rows} "
         f"ORDER BY next_attempt_at, id LIMIT %(limit)s) "
         f"RETURNING {returned}, "
+        f"(SELECT updated_at FROM {connections} c WHERE c.id = {table}.connection_id) AS connection_stamp, "
         f"(SELECT MAX(number) FROM {attempts} a WHERE a.delivery_id = {table}.id) AS last_attempt, "
         f"EXISTS (SELECT 1 FROM {attempts} a WHERE a.delivery_id = {table}.id AND a.outcome = '') AS unanswered"
     )

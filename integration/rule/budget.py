@@ -130,6 +130,10 @@ class Decision:
     until: datetime | None = None
     reason: str = ""
     budget: RuleBudget | None = None  # the row as read before the call (after_call need not read it again)
+    # No failure in a row to clear and the breaker closed when the slot was taken: an answer without Rule's
+    # counters then writes nothing (after_call). A failure another worker records during this call stays
+    # counted until the next answer to a call started after it (an overlap of one call at most).
+    clean: bool = False
 
     @property
     def may_send(self) -> bool:
@@ -186,18 +190,40 @@ def take(connection: Connection | int, now: datetime | None = None) -> float:
     return _reserve(budget, now, within=0.0)
 
 
-def _fresh_budget(connection: Connection) -> RuleBudget:
-    """The connection's budget row: the one read with the connection just before (a caller that loads them
-    together with `select_related("rule_budget")` saves a query), used once, else read now."""
-    budget = connection._state.fields_cache.pop("rule_budget", None)
-    return budget if budget is not None else budget_for(connection)
+_ceilings: dict[int, int] = {}  # connection id -> its calls_per_minute as this process last read it
+
+
+def _go_at_once(connection_id: int, now: datetime) -> bool:
+    """The usual case in one statement, no read: the ceiling is the one this process last read, the breaker is
+    closed with no failure in a row, the minute's count is running and the next slot is free now; then take it
+    (as _reserve does). False when any of that is not so: the caller reads the row and decides."""
+    ceiling = _ceilings.get(connection_id)
+    if ceiling is None:
+        return False
+    return bool(
+        RuleBudget.objects.filter(
+            Q(next_slot_at__isnull=True) | Q(next_slot_at__lte=now),
+            connection_id=connection_id,
+            calls_per_minute=ceiling,
+            failures_in_row=0,
+            breaker_opened_at__isnull=True,
+            window_started_at__gt=now - WINDOW,
+        ).update(
+            next_slot_at=now + timedelta(seconds=60 / max(ceiling, 1)),
+            window_calls=F("window_calls") + 1,
+            updated_at=now,
+        )
+    )
 
 
 def before_call(connection: Connection) -> Decision:
     """Ask before one call to Rule: GO (a short pacing wait already slept), PROBE (the breaker is open and this
     call is its single probe), WAIT or HELD (send nothing; hand the work back uncounted, due at `until`)."""
     now = timezone.now()
-    budget = _fresh_budget(connection)
+    if _go_at_once(connection.pk, now):
+        return Decision(GO, clean=True)
+    budget = budget_for(connection)
+    _ceilings[connection.pk] = budget.calls_per_minute
     if budget.is_open:
         return _probe_or_hold(connection, budget, now)
     wait = _reserve(budget, now, within=max_sleep())
@@ -205,7 +231,7 @@ def before_call(connection: Connection) -> Decision:
         return Decision(WAIT, now + timedelta(seconds=wait), f"paced at {budget.calls_per_minute} calls a minute")
     if wait > 0:
         time.sleep(wait)
-    return Decision(GO, budget=budget)
+    return Decision(GO, budget=budget, clean=budget.failures_in_row == 0)
 
 
 # ---------------------------------------------------------------- the breaker
@@ -245,11 +271,15 @@ def after_call(connection: Connection, decision: Decision | None, response=None,
     if error is not None and getattr(error, "kind", "") == "refused":
         return  # nothing was sent (the key is bound to another address): says nothing about Rule
     now = timezone.now()
-    budget = decision.budget if decision is not None and decision.budget is not None else budget_for(connection)
     code = response.status_code if response is not None else None
+    failed = code is None or code >= 500 or code == 408
+    counters = response is not None and _carries_counters(response.headers)
+    if not failed and not counters and decision is not None and decision.clean:
+        return  # nothing to write (see Decision.clean)
+    budget = decision.budget if decision is not None and decision.budget is not None else budget_for(connection)
     if response is not None:
         _read_counters(budget, response.headers, now)
-    if code is None or code >= 500 or code == 408:
+    if failed:
         _failed(connection, budget, decision, _failure_text(code, error), now)
     else:
         _answered(connection, budget, decision, code, now)
@@ -302,8 +332,8 @@ def _answered(connection: Connection, budget: RuleBudget, decision: Decision | N
     """Rule answered: the failures in a row start again from 0 and an open breaker closes (one UPDATE). Skipped
     when the row read before this call had nothing to clear: a failure another worker records during the call
     then stays counted until the next answer whose call started after it (an overlap of one call, at most)."""
-    if decision is not None and decision.kind == GO and budget.failures_in_row == 0 and not budget.is_open:
-        return
+    if decision is not None and decision.clean:
+        return  # nothing to clear (see Decision.clean)
     changed = (
         RuleBudget.objects.filter(pk=budget.pk)
         .filter(Q(failures_in_row__gt=0) | Q(breaker_opened_at__isnull=False))
@@ -340,6 +370,10 @@ def _number(headers, name: str) -> float | None:
         return float(str(value).strip().rstrip("%")) if value not in (None, "") else None
     except ValueError:
         return None
+
+
+def _carries_counters(headers) -> bool:
+    return _number(headers, "RequestsCount-Allowed") is not None or _number(headers, "X-ErrorPercent-Limit") is not None
 
 
 def _read_counters(budget: RuleBudget, headers, now: datetime) -> None:
