@@ -8,6 +8,8 @@ from datetime import datetime, timedelta
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import models, transaction
+from django.db.models import F
+from django.db.models.functions import Lower
 from django.urls import reverse
 from django.utils import timezone
 
@@ -93,7 +95,14 @@ class Connection(models.Model):
         "e.g. https://shop.example/abandoned-cart/{selection}",
     )
     remove_cart_tag = models.BooleanField(
-        default=True, help_text="Remove the OrderCreated tags once OrderPlaced/OrderCompleted is delivered."
+        default=True,
+        help_text="Remove the OrderCreated tags once OrderPlaced/OrderCompleted is delivered, from shoppers this "
+        "bridge sent a cart (OrderCreated) for.",
+    )
+    remove_cart_tag_always = models.BooleanField(
+        default=False,
+        help_text="Also remove the cart tag from shoppers this bridge never tagged (e.g. tags set by your earlier "
+        "Centra plugin). Costs one Rule call per order.",
     )
     tracking_link_templates = models.JSONField(
         default=dict,
@@ -500,6 +509,8 @@ class Delivery(models.Model):
             models.Index(fields=["-created_at"], name="delivery_created"),
             models.Index(fields=["connection", "-created_at"], name="delivery_conn_created"),
             models.Index(fields=["event", "-created_at"], name="delivery_event_created"),
+            # Who got a cart (OrderCreated), looked up before a cart tag removal (delivery engine).
+            models.Index(F("connection"), F("event"), Lower("email"), name="delivery_cart_email"),
             models.Index(fields=["trigger", "-created_at"], name="delivery_trigger_created"),
             models.Index(fields=["status", "-created_at"], name="delivery_status_created"),
         ]

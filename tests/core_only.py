@@ -1,6 +1,6 @@
-"""Run in a subprocess with tests.settings_core_only (no back in stock): migrate, then one signed JSON event from
-the endpoint through processing to the fake Rule, a back-in-stock event (refused) and a catalogue webhook (kept,
-not used). Prints what happened as JSON for the test to check."""
+"""Run in a subprocess with tests.settings_core_only (no back in stock): migrate, then signed JSON events (a cart,
+then its order) from the endpoint through processing to the fake Rule, a back-in-stock event (refused) and a
+catalogue webhook (kept, not used). Prints what happened as JSON for the test to check."""
 
 from __future__ import annotations
 
@@ -38,6 +38,11 @@ def main() -> None:
         )
         client = Client()
         envelope = {"occurredAt": "2026-12-01T10:00:00Z"}
+        # the shopper's abandoned cart first (its tag is removed once the order is delivered)
+        cart = post_signed_events(
+            client, connection, {"id": "e-0", "type": "OrderCreated", **envelope, **sample("OrderCreated")}
+        )
+        ran = TaskQueue().drain()
         order = post_signed_events(
             client, connection, {"id": "e-1", "type": "OrderCompleted", **envelope, **sample("OrderCompleted")}
         )
@@ -54,11 +59,12 @@ def main() -> None:
             content_type="application/x-www-form-urlencoded",
             headers={"X-Centra-Signature": sign("whsec-core", form)},
         )
-        ran = TaskQueue().drain()
+        ran += TaskQueue().drain()
         result = {
             "installed": sorted(app.label for app in apps.get_app_configs()),
             "events": list(catalog.EVENTS),
             "inbound_types": list(catalog.INBOUND_TYPES),
+            "cart_status": cart.status_code,
             "order_status": order.status_code,
             "watch_status": watch.status_code,
             "watch_known_types": watch.json().get("known_types"),
@@ -67,7 +73,7 @@ def main() -> None:
                 InboundEvent.objects.filter(event_type="DisplayItems").values_list("status", "error")
             ),
             "tasks_run": ran,
-            "inbound": list(
+            "inbound": sorted(
                 InboundEvent.objects.exclude(event_type="DisplayItems").values_list("event_type", "status")
             ),
             "deliveries": sorted(Delivery.objects.values_list("event", "status")),

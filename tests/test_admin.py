@@ -199,6 +199,26 @@ def test_connection_page_shows_operations_and_back_in_stock_settings(admin_clien
     assert "paused reason" in html.lower()
 
 
+def test_the_merchant_switches_the_cart_tag_removal_to_every_shopper(admin_client, shop):
+    # given the connection page: the setting sits right after "Remove cart tag", off, and says what it costs
+    page = admin_client.get(change_url(shop))
+    html = page.content.decode()
+    assert html.index('name="remove_cart_tag"') < html.index('name="remove_cart_tag_always"')
+    assert "Remove cart tag from every shopper" in html
+    assert "shoppers this bridge never tagged" in html and "Costs one Rule call per order." in html
+    assert page.context["adminform"].form["remove_cart_tag_always"].value() is False
+
+    # when the merchant ticks it and saves
+    data = form_data(page)
+    data["remove_cart_tag_always"] = "on"
+    response = admin_client.post(change_url(shop), data)
+
+    # then it is stored, and the ordinary removal stays on
+    assert response.status_code == 302, response.content.decode()[:3000]
+    shop.refresh_from_db()
+    assert (shop.remove_cart_tag, shop.remove_cart_tag_always) == (True, True)
+
+
 # --------------------------------------------------------------------------------------------- flows inline
 
 

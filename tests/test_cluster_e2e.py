@@ -26,7 +26,13 @@ def test_a_signed_order_completed_reaches_rule_through_a_real_worker(
     transactional_db, live_server, fake_rule, monkeypatch, request
 ):
     # given a connection pointing at the fake Rule, and a worker process on the test database
-    connection = ConnectionFactory(rule_api_url=fake_rule.url, rule_api_key=fake_rule.api_key, signing_secrets=SECRET)
+    # (set to remove the cart tag from every shopper, as after a move from another plug-in that set cart tags)
+    connection = ConnectionFactory(
+        rule_api_url=fake_rule.url,
+        rule_api_key=fake_rule.api_key,
+        signing_secrets=SECRET,
+        remove_cart_tag_always=True,
+    )
     cluster_name = f"e2e-{uuid.uuid4().hex[:10]}"
     # This process (the live server's view) must enqueue on the worker's queue, named and signed with its name.
     monkeypatch.setattr(Conf, "CLUSTER_NAME", cluster_name)
@@ -74,7 +80,7 @@ def test_a_signed_order_completed_reaches_rule_through_a_real_worker(
     fields = {f["key"]: f["value"] for f in sent["subscribers"]["fields"]}
     assert fields["Order.Number"] == "5001"
     assert fake_rule.subscriber("e2e.shopper@example.com")["tags"] == ["OrderCompleted"]
-    # the cart tag removal followed it (the shopper held no cart tag, so Rule's 404 counts as done)
+    # the cart tag removal followed it (this shopper held no cart tag, so Rule's 404 counts as done)
     assert removal and removal[0]["path"] == "/api/v2/subscribers/e2e.shopper%40example.com/tags/OrderCreated"
     assert succeeded, list(Delivery.objects.values_list("event", "status", "last_error"))
     assert InboundEvent.objects.get().status == InboundEvent.Status.PROCESSED

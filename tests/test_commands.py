@@ -97,6 +97,20 @@ def test_connection_upsert_changes_only_what_is_given():
     assert data["webhook_url"] == conn.webhook_url()
 
 
+def test_connection_upsert_sets_who_loses_the_cart_tag():
+    data, _ = run("connection", "upsert", "my-shop", "--rule-api-key", RULE_KEY, "--secret", SECRET)
+    assert (data["remove_cart_tag"], data["remove_cart_tag_always"]) == (True, False)
+
+    data, _ = run("connection", "upsert", "my-shop", "--remove-cart-tag-always")
+    conn = Connection.objects.get(name="my-shop")
+    assert (conn.remove_cart_tag, conn.remove_cart_tag_always) == (True, True)
+    assert data["remove_cart_tag_always"] is True
+
+    run("connection", "upsert", "my-shop", "--no-remove-cart-tag")
+    conn.refresh_from_db()
+    assert (conn.remove_cart_tag, conn.remove_cart_tag_always) == (False, True)
+
+
 @pytest.mark.parametrize(
     ("args", "error"),
     [

@@ -451,7 +451,21 @@ def test_a_completed_order_removes_the_cart_tag(
     assert fake_rule.subscriber("anna@example.com")["tags"] == ["OrderCompleted"]
 
 
+def cart_delivery(connection, email: str = "anna@example.com", key: str = "OrderCreated:cart:1") -> Delivery:
+    """The shopper's abandoned-cart delivery (OrderCreated), stored and not sent yet."""
+    return make_delivery(
+        connection,
+        event="OrderCreated",
+        email=email,
+        idempotency_key=key,
+        body={**BODY, "tags": ["OrderCreated"], "subscribers": {"email": email}},
+        dispatch=False,
+    )
+
+
 def test_removing_a_cart_tag_the_shopper_does_not_hold_counts_as_done(rule_connection, fake_rule):
+    # given a shopper whose cart is stored but not sent yet (Rule does not know the tag on them)
+    cart_delivery(rule_connection, email="bo+shop@example.com")
     order = make_delivery(
         rule_connection, email="bo+shop@example.com", body={**BODY, "subscribers": {"email": "bo+shop@example.com"}}
     )
@@ -464,6 +478,98 @@ def test_removing_a_cart_tag_the_shopper_does_not_hold_counts_as_done(rule_conne
     attempt = removal.attempts.get()
     assert attempt.status_code == 404 and removal.status == Delivery.Status.SUCCEEDED
     assert fake_rule.requests[-1]["path"] == "/api/v2/subscribers/bo%2Bshop%40example.com/tags/OrderCreated"
+
+
+def rule_calls(fake_rule) -> list[tuple[str, str]]:
+    return [(r["method"], r["path"]) for r in fake_rule.requests]
+
+
+def test_an_order_of_a_shopper_this_connection_never_sent_a_cart_removes_nothing(
+    rule_connection, fake_rule, task_queue, django_capture_on_commit_callbacks
+):
+    # given carts of other shoppers, and one of this shopper on another connection (another Rule account)
+    cart_delivery(rule_connection, email="bo@example.com")
+    other = ConnectionFactory(rule_api_url=fake_rule.url, rule_api_key=fake_rule.api_key)
+    cart_delivery(other, email="anna@example.com")
+
+    # when this shopper's order completes
+    with django_capture_on_commit_callbacks(execute=True):
+        order = make_delivery(rule_connection)
+    task_queue.drain()
+
+    # then Rule gets the order and no DELETE: the shopper cannot hold a cart tag this connection set
+    order.refresh_from_db()
+    assert order.status == Delivery.Status.SUCCEEDED
+    assert rule_calls(fake_rule) == [("POST", "/api/v2/subscribers")]
+    assert not Delivery.objects.filter(event="RemoveCartTag").exists()
+
+
+def test_an_order_after_the_shoppers_cart_removes_the_tag_whatever_the_emails_case(
+    rule_connection, fake_rule, task_queue, django_capture_on_commit_callbacks
+):
+    # given the shopper's cart, sent with the email as typed at checkout
+    cart = cart_delivery(rule_connection, email="Anna@Example.COM")
+    delivery.deliver(cart.pk)
+    fake_rule.clear()
+
+    # when the order completes (Centra's customer email in lower case)
+    with django_capture_on_commit_callbacks(execute=True):
+        make_delivery(rule_connection)
+    task_queue.drain()
+
+    # then the tag is removed (Rule matches emails regardless of case)
+    assert rule_calls(fake_rule) == [
+        ("POST", "/api/v2/subscribers"),
+        ("DELETE", "/api/v2/subscribers/anna%40example.com/tags/OrderCreated"),
+    ]
+    assert Delivery.objects.get(event="RemoveCartTag").status == Delivery.Status.SUCCEEDED
+    assert fake_rule.subscriber("anna@example.com")["tags"] == ["OrderCompleted"]
+
+
+@pytest.mark.parametrize("status", [Delivery.Status.PENDING, Delivery.Status.RETRYING, Delivery.Status.FAILED])
+def test_a_cart_not_delivered_yet_still_leads_to_the_removal(
+    rule_connection, fake_rule, task_queue, django_capture_on_commit_callbacks, status
+):
+    # given the shopper's cart waiting (or given up: a resend may still send it)
+    cart = cart_delivery(rule_connection)
+    Delivery.objects.filter(pk=cart.pk).update(status=status, next_attempt_at=timezone.now() + timedelta(hours=1))
+
+    # when the order completes first
+    with django_capture_on_commit_callbacks(execute=True):
+        make_delivery(rule_connection)
+    task_queue.drain()
+
+    # then the removal goes out all the same (404 now: nothing to remove, done)
+    assert rule_calls(fake_rule) == [
+        ("POST", "/api/v2/subscribers"),
+        ("DELETE", "/api/v2/subscribers/anna%40example.com/tags/OrderCreated"),
+    ]
+    assert Delivery.objects.get(event="RemoveCartTag").status == Delivery.Status.SUCCEEDED
+
+
+def test_removing_the_cart_tag_from_every_shopper_when_the_merchant_asks(
+    rule_connection, fake_rule, task_queue, django_capture_on_commit_callbacks
+):
+    # given a merchant whose earlier plug-in set the cart tags, and a shopper holding one in Rule
+    fake_rule.handle_api(
+        "POST", "/subscribers", {}, {"tags": ["OrderCreated"], "subscribers": {"email": "anna@example.com"}}
+    )
+    Connection.objects.filter(pk=rule_connection.pk).update(remove_cart_tag_always=True)
+    rule_connection.refresh_from_db()
+    fake_rule.clear()
+
+    # when the shopper's order completes (no cart of theirs went through this connection)
+    with django_capture_on_commit_callbacks(execute=True):
+        make_delivery(rule_connection)
+    task_queue.drain()
+
+    # then the tag is removed all the same
+    assert rule_calls(fake_rule) == [
+        ("POST", "/api/v2/subscribers"),
+        ("DELETE", "/api/v2/subscribers/anna%40example.com/tags/OrderCreated"),
+    ]
+    assert Delivery.objects.get(event="RemoveCartTag").status == Delivery.Status.SUCCEEDED
+    assert fake_rule.subscriber("anna@example.com")["tags"] == ["OrderCompleted"]
 
 
 def test_no_cart_tag_removal_when_switched_off(rule_connection, fake_rule):

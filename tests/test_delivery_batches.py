@@ -7,6 +7,7 @@ from datetime import timedelta
 import pytest
 from django.db import connection as db_connection
 from django.test import TestCase
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from integration import retry
@@ -123,16 +124,45 @@ def test_back_in_stock_batches_coalesce_within_rules_100(conn, fake_rule):
     assert fake_rule.subscriber("s229@example.com") is not None
 
 
+def cart(connection, n: int) -> Delivery:
+    """Shopper n's abandoned cart (OrderCreated), stored; not sent."""
+    sub = subscriber(n)
+    return delivery.create_delivery(
+        connection=connection,
+        event="OrderCreated",
+        body={**ENVELOPE, "tags": ["OrderCreated"], "subscribers": sub},
+        email=sub["email"],
+        idempotency_key=f"OrderCreated:cart:{n}",
+        dispatch=False,
+    )
+
+
 def test_the_cart_tag_removal_goes_alone_through_its_group(rule_connection, fake_rule, task_queue):
-    orders = [make(rule_connection, n) for n in range(3)]
-    with TestCase.captureOnCommitCallbacks(execute=True):
-        assert delivery.deliver_group(*group_of(orders[0])) == {"succeeded": 3}
+    # given four orders, two of them by shoppers whose carts this connection stored (shopper 3's in capitals)
+    orders = [make(rule_connection, n) for n in range(4)]
+    cart(rule_connection, 0)
+    delivery.create_delivery(
+        connection=rule_connection,
+        event="OrderCreated",
+        body={**ENVELOPE, "tags": ["OrderCreated"], "subscribers": {"email": "S3@Example.com"}},
+        email="S3@Example.com",
+        idempotency_key="OrderCreated:cart:3",
+        dispatch=False,
+    )
+
+    # when the orders go as one call
+    with TestCase.captureOnCommitCallbacks(execute=True), CaptureQueriesContext(db_connection) as queries:
+        assert delivery.deliver_group(*group_of(orders[0])) == {"succeeded": 4}
+
+    # then who had a cart was looked up once for the whole call, and only they get a removal
+    assert len([q for q in queries if "OrderCreated" in q["sql"] and "LOWER" in q["sql"].upper()]) == 1
     removals = Delivery.objects.filter(event="RemoveCartTag")
-    assert removals.count() == 3 and {r.batch_key for r in removals} == {delivery.SOLO}
+    assert sorted(removals.values_list("email", flat=True)) == ["s0@example.com", "s3@example.com"]
+    assert {r.batch_key for r in removals} == {delivery.SOLO}
     assert task_queue.pending() == [("integration.tasks.deliver_group", (rule_connection.pk, ""))]
     task_queue.drain()
-    # one DELETE each (Rule has no batch for it); the shoppers never held the tag: 404 counts as done
-    assert [r["method"] for r in fake_rule.requests] == ["POST", "DELETE", "DELETE", "DELETE"]
+    # one DELETE each (Rule has no batch for it); the carts were never sent: 404 counts as done
+    assert [r["method"] for r in fake_rule.requests] == ["POST", "DELETE", "DELETE"]
     assert set(removals.values_list("status", flat=True)) == {"succeeded"}
 
 

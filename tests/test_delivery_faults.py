@@ -79,8 +79,17 @@ def break_the_database_for(seconds: float):
 def test_a_database_failure_right_after_rule_answered_records_the_answer_and_sends_nothing_twice(
     transactional_db, rule_connection, fake_rule
 ):
-    # given a delivered order's cart tag to remove afterwards, and a database that fails as Rule answers 200
+    # given a delivered order's cart tag to remove afterwards (the shopper's cart went out before), and a database
+    # that fails as Rule answers 200
     rule_connection.flows.filter(event="OrderCreated").update(enabled=True, tags=["OrderCreated"])
+    delivery.create_delivery(
+        connection=rule_connection,
+        event="OrderCreated",
+        body={**BODY, "tags": ["OrderCreated"], "subscribers": {"email": "shopper10452@example.com"}},
+        email="shopper10452@example.com",
+        idempotency_key="OrderCreated:cart:shopper10452@example.com:1",
+        dispatch=False,
+    )
     d = order_delivery(rule_connection)
     fake_rule.on_request = break_the_database_for(1.0)
 

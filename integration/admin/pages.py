@@ -202,6 +202,7 @@ class ConnectionAdmin(ConnectionPageMixin, admin.ModelAdmin):
                     "send_cart_link",
                     "cart_link_template",
                     "remove_cart_tag",
+                    "remove_cart_tag_always",
                     "tracking_link_templates",
                     "shop_url",
                     "cancellation_message",

@@ -39,7 +39,7 @@ from django.conf import settings
 from django.db import IntegrityError, InterfaceError, OperationalError, transaction
 from django.db import connection as db_connection
 from django.db.models import Case, Count, F, Q, QuerySet, Value, When
-from django.db.models.functions import Coalesce
+from django.db.models.functions import Coalesce, Lower
 from django.dispatch import receiver
 from django.utils import timezone
 
@@ -52,6 +52,7 @@ from integration.queue import enqueue
 from integration.rule import budget
 from integration.rule.client import RuleRequestError, client_for, error_message, scrub
 from integration.signals import hold_lifted
+from integration.tombstones import normalize_email
 
 log = logging.getLogger(__name__)
 
@@ -769,8 +770,7 @@ def _classify(call: list[Delivery], answer: Answer) -> list[tuple[list[Delivery]
         _close_attempts(call, answer, OUTCOME_SUCCEEDED, note=note)
         _finish_all(call, S.SUCCEEDED)
         # In the same transaction: an outcome is never recorded without its follow-ups (announced together).
-        flows: dict = {}
-        follow_ups = [pk for d in call for pk in _after_success(d, flows)]
+        follow_ups = _after_success(call)
         if follow_ups:
             transaction.on_commit(lambda: announce(follow_ups))
         return []
@@ -910,39 +910,72 @@ def _without_phone(body: dict) -> dict:
 # ---------------------------------------------------------------- after success: the cart tag
 
 
-def _after_success(delivery: Delivery, flows: dict | None = None) -> list[int]:
-    """Create the follow-ups of a delivery Rule accepted (the cart tag removal); returns their ids. `flows`
-    keeps the cart flow once read, for the rest of a batch."""
-    connection = delivery.connection
-    if delivery.event not in CART_TAG_PARENTS or not connection.remove_cart_tag or not delivery.email:
+def _after_success(call: list[Delivery]) -> list[int]:
+    """Create the follow-ups of deliveries Rule accepted (the cart tag removal); returns their ids.
+
+    The DELETE goes only to shoppers this connection may have tagged: those with an `OrderCreated` delivery of
+    this connection in the log, whatever its status (a cart still pending is sent later and must be undone too).
+    A DELETE for a shopper who never got the tag is answered 404 and only raises the account's error rate. The
+    connection's `remove_cart_tag_always` sends it to every shopper (cart tags set by an earlier tool). All the
+    deliveries of one call belong to one connection: one query for the whole call."""
+    parents = [
+        d
+        for d in call
+        if d.event in CART_TAG_PARENTS and d.email and d.trigger != Delivery.Trigger.TEST  # a test: one request
+    ]
+    if not parents:
         return []
-    if delivery.trigger == Delivery.Trigger.TEST:
-        return []  # a test call is one request to the merchant's test address
-    flows = {} if flows is None else flows
-    if connection.pk not in flows:
-        flows[connection.pk] = Flow.for_event(connection, "OrderCreated")
-    flow = flows[connection.pk]
+    connection = parents[0].connection
+    if not connection.remove_cart_tag:
+        return []
+    flow = Flow.for_event(connection, "OrderCreated")
     # A disabled cart flow set no tags; a DELETE answered 404 would only raise the account's error rate.
     if not flow.enabled:
         return []
+    tags = distinct_tags(flow.tags or [])[0]
+    if not tags:
+        return []
+    if not connection.remove_cart_tag_always:
+        tagged = cart_shoppers(connection, {d.email for d in parents})
+        parents = [d for d in parents if normalize_email(d.email) in tagged]
     created = []
-    for tag in distinct_tags(flow.tags or [])[0]:
-        removal = create_delivery(
-            connection=connection,
-            event=REMOVE_CART_TAG,
-            body=None,
-            email=delivery.email,
-            idempotency_key=f"{REMOVE_CART_TAG}:{delivery.idempotency_key}:{tag}"[:255],
-            inbound_event_id=delivery.inbound_event_id,
-            trigger=delivery.trigger,
-            order_number=delivery.order_number,
-            method="DELETE",
-            path=f"/subscribers/{quote(delivery.email, safe='')}/tags/{quote(str(tag), safe='')}?identified_by=email",
-            dispatch=False,
-        )
-        if removal is not None:
-            created.append(removal.pk)
+    for delivery in parents:
+        for tag in tags:
+            removal = create_delivery(
+                connection=connection,
+                event=REMOVE_CART_TAG,
+                body=None,
+                email=delivery.email,
+                idempotency_key=f"{REMOVE_CART_TAG}:{delivery.idempotency_key}:{tag}"[:255],
+                inbound_event_id=delivery.inbound_event_id,
+                trigger=delivery.trigger,
+                order_number=delivery.order_number,
+                method="DELETE",
+                path=f"/subscribers/{quote(delivery.email, safe='')}/tags/{quote(str(tag), safe='')}"
+                "?identified_by=email",
+                dispatch=False,
+            )
+            if removal is not None:
+                created.append(removal.pk)
     return created
+
+
+def cart_shoppers(connection: Connection, emails) -> set[str]:
+    """The normalized emails among `emails` that have an `OrderCreated` delivery of `connection` (any status):
+    one query on the delivery_cart_email index. The database's LOWER folds ASCII letters only (SQLite), so the
+    emails are also looked up as given and the answer is normalized here."""
+    wanted = ({normalize_email(e) for e in emails} | {(e or "").strip() for e in emails}) - {""}
+    if not wanted:
+        return set()
+    found = (
+        Delivery.objects.filter(connection=connection, event="OrderCreated")
+        .annotate(normalized_email=Lower("email"))
+        .filter(normalized_email__in=wanted)
+        .order_by()
+        .values_list("normalized_email", flat=True)
+        .distinct()
+    )
+    return {normalize_email(e) for e in found}
 
 
 # ---------------------------------------------------------------- operator actions

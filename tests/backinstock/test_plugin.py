@@ -47,14 +47,18 @@ def test_the_core_runs_without_the_plug_in(tmp_path):
     assert "backinstock" not in result["installed"]
     assert "ProductAlertTriggered" not in result["events"] and "OrderCompleted" in result["events"]
     assert "BackInStockSubscribe" not in result["inbound_types"]
-    assert result["order_status"] == 200
+    assert result["cart_status"] == 200 and result["order_status"] == 200
     assert result["watch_status"] == 400 and "BackInStockSubscribe" not in result["watch_known_types"]
-    assert result["inbound"] == [["OrderCompleted", "processed"]]
+    assert result["inbound"] == [["OrderCompleted", "processed"], ["OrderCreated", "processed"]]
     assert result["catalogue_status"] == 200
     assert result["catalogue_rows"] == [["ignored", "catalogue key 'DisplayItems' is not used"]]
-    # (and, as always after a completed order, the cart tag is removed)
-    assert result["deliveries"] == [["OrderCompleted", "succeeded"], ["RemoveCartTag", "succeeded"]]
-    assert result["rule_tags"] == [["OrderCompleted"]]
+    # (and, as always after a completed order of a shopper whose cart went to Rule, the cart tag is removed)
+    assert result["deliveries"] == [
+        ["OrderCompleted", "succeeded"],
+        ["OrderCreated", "succeeded"],
+        ["RemoveCartTag", "succeeded"],
+    ]
+    assert result["rule_tags"] == [["OrderCreated"], ["OrderCompleted"]]
 
 
 def test_the_plug_in_declares_its_events_and_inbound_types_itself():

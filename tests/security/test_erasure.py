@@ -129,7 +129,10 @@ def forget(*args: str) -> dict:
 def anna_everywhere(shop, rule_connection, fake_rule):
     """Anna in every table that can hold a person, beside others who must stay."""
     conn = rule_connection
-    # her own order, through the endpoint and the worker, delivered to Rule (attempts, cart-tag follow-up)
+    # her abandoned cart, then her own order, through the endpoint and the worker, delivered to Rule (attempts,
+    # cart-tag follow-up)
+    assert shop.post(conn, event("evt-anna-0", "OrderCreated", sample("OrderCreated")))[0].status_code == 200
+    shop.drain()
     own, own_raw, own_headers = shop.post(conn, event("evt-anna-1", "OrderCompleted", sample("OrderCompleted")))
     assert own.status_code == 200
     # another buyer's order shipped to her
@@ -184,6 +187,7 @@ def anna_everywhere(shop, rule_connection, fake_rule):
 def test_erasure_leaves_no_row_with_her_email_name_or_address(anna_everywhere, fake_rule):
     batch = Delivery.objects.get(event="ProductAlertTriggered")
     assert sorted(s["email"] for s in batch.request_body["subscribers"]) == [ANNA, "bo.ek@example.com"]
+    assert Delivery.objects.filter(event="RemoveCartTag", email=ANNA).exists()
 
     # when the operator erases her (typed with odd case and spacing)
     result = forget(" Anna.Lindqvist@EXAMPLE.com ")
@@ -192,8 +196,10 @@ def test_erasure_leaves_no_row_with_her_email_name_or_address(anna_everywhere, f
     assert traces_of_anna() == []
     # and the command says what it erased and what remains outside
     assert result["email"] == ANNA
-    assert result["inbound_events_deleted"] == 3  # her order, Bo's order shipped to her, the old odd row
-    assert result["deliveries_deleted"] >= 3  # her order, its cart-tag removal, Bo's order (her name and address)
+    assert result["inbound_events_deleted"] == 4  # her cart, her order, Bo's order shipped to her, the old odd row
+    # her cart, her order, its cart-tag removal, Bo's order (her name and address)
+    assert result["deliveries_deleted"] >= 4
+    assert not Delivery.objects.filter(event="RemoveCartTag").exists()
     assert result["batch_deliveries_redacted"] == 1
     assert result["backinstock_watchers_deleted"] == 2
     assert result["admin_history_entries_deleted"] == 1

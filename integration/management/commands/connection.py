@@ -51,6 +51,8 @@ def connection_json(conn: Connection, *, with_flows: bool = False) -> dict:
         "manual_confirmation": conn.manual_confirmation,
         "send_cart_link": conn.send_cart_link,
         "cart_link_template": conn.cart_link_template,
+        "remove_cart_tag": conn.remove_cart_tag,
+        "remove_cart_tag_always": conn.remove_cart_tag_always,
         "shop_url": conn.shop_url,
         "time_zone": conn.time_zone,
         "default_language": conn.default_language,
@@ -117,6 +119,20 @@ class Command(BaseCommand):
             help="Order.CartUrl with OrderCreated; needs --cart-link-template (on by default when creating with one)",
         )
         upsert.add_argument("--cart-link-template", help="e.g. https://shop.example/abandoned-cart/{selection}")
+        upsert.add_argument(
+            "--remove-cart-tag",
+            action=argparse.BooleanOptionalAction,
+            default=None,
+            help="remove the OrderCreated tags once the order is delivered, from shoppers whose cart went through "
+            "this connection (on by default)",
+        )
+        upsert.add_argument(
+            "--remove-cart-tag-always",
+            action=argparse.BooleanOptionalAction,
+            default=None,
+            help="also from shoppers this connection never tagged (cart tags of an earlier plug-in): one Rule call "
+            "per order",
+        )
         upsert.add_argument("--shop-url")
         upsert.add_argument("--time-zone")
         upsert.add_argument("--default-language")
@@ -212,6 +228,9 @@ class Command(BaseCommand):
             conn.send_cart_link = options["send_cart_link"]
         elif creating and conn.cart_link_template:
             conn.send_cart_link = True
+        for option in ("remove_cart_tag", "remove_cart_tag_always"):
+            if options[option] is not None:
+                setattr(conn, option, options[option])
         if options["default_language"] is not None:
             conn.default_language = options["default_language"].strip().lower()
         if options["tracking_link"]:
