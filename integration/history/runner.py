@@ -11,7 +11,9 @@ live delivery waits for one import batch at most. Within a step:
 4. else Centra is read page by page until an event has a full batch or everything is read (each page planned,
    mapped and stored with the cursor in one short transaction); once all is read, partial batches go out;
 5. the batch is sent with no transaction open, within the connection's Rule budget, and what Rule answered is
-   recorded in one short transaction.
+   recorded in one short transaction as soon as it is in. While the call is in flight (on a thread that only
+   talks to Rule), the next Centra pages are read and mapped but not stored; they are stored, moving the cursor,
+   only once Rule's answer is recorded, so a stopped worker reads them again and never skips or resends them.
 
 A worker killed anywhere leaves the run's lease to expire; the every-minute tick enqueues the step again and it
 resumes from the stored cursor and batches. Only a kill during the HTTP call itself can repeat that one call
@@ -26,7 +28,8 @@ import logging
 import math
 import re
 import time
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor
+from concurrent.futures import wait as wait_for
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -52,6 +55,7 @@ log = logging.getLogger(__name__)
 BATCH_SIZE = IMPORT_BATCH_LIMIT
 FETCH_PAGES_PER_STEP = 10
 LEASE = timedelta(seconds=120)
+MAP_CHUNK = 25  # objects mapped between two looks at whether Rule has answered the call in flight
 MAX_SLEEP = 5.0  # budget waits up to this are slept inside the step; longer ones are left to the tick
 # Live first: a step does not send while the connection has live work waiting (events received within this
 # look-back and not processed yet, or deliveries due); it queues again behind them after a short breath.
@@ -282,26 +286,26 @@ def _advance(run: HistoryImport) -> tuple[str, bool]:
     if connection.hold_until and connection.hold_until > now:
         return _wait(run, connection.hold_until - now, "Rule asked to wait (429)"), False
     batch = run.batches.filter(status__in=[B.CLAIMED, B.SENDING]).order_by("number").first()
-    if batch is None:
-        event = _full_event(run)
-        pages = 0
-        with _Reader(run, connection) as reader:
+    with _Reader(run, connection) as reader:
+        if batch is None:
+            event = _full_event(run)
+            pages = 0
             while event is None and not run.fetched_all and pages < FETCH_PAGES_PER_STEP:
                 if not _still_running(run):
                     return "stopped", False
                 _store_page(run, connection, reader.page(run.phase, run.next_page), reader.ctx, reader.configs)
                 pages += 1
                 event = _full_event(run)
-        if event is None and not run.fetched_all:
-            return f"read {pages} pages", True
-        event = event or _any_event(run)
-        if event is None:
-            _stop(run, S.FINISHED, "")
-            return "finished", False
-        batch = _claim_batch(run, connection, event)
-        if batch is None:
-            return "nothing left to send in this batch", True
-    return _send(run, connection, batch)
+            if event is None and not run.fetched_all:
+                return f"read {pages} pages", True
+            event = event or _any_event(run)
+            if event is None:
+                _stop(run, S.FINISHED, "")
+                return "finished", False
+            batch = _claim_batch(run, connection, event)
+            if batch is None:
+                return "nothing left to send in this batch", True
+        return _send(run, connection, batch, reader)
 
 
 def _pending(run: HistoryImport):
@@ -356,8 +360,27 @@ class _Reader:
         future = self.ahead.pop((phase, number), None)
         page = future.result() if future is not None else self._read(phase, number)
         if not page.last:
-            self.ahead[(phase, number + 1)] = self.pool.submit(self._read, phase, number + 1)
+            self.read_ahead(phase, number + 1)
         return page
+
+    def read_ahead(self, phase: str, number: int) -> None:
+        if (phase, number) not in self.ahead:
+            self.ahead[(phase, number)] = self.pool.submit(self._read, phase, number)
+
+    def future(self, phase: str, number: int) -> Future:
+        """The page as a future (read on the thread), so a caller can wait for it or for something else."""
+        self.read_ahead(phase, number)
+        return self.ahead.pop((phase, number))
+
+    def map(self, page: source.Page, between=None) -> list[source.Mapped]:
+        """The page's objects mapped, `between()` called after every few (to record an answer that came in)."""
+        mapped: list[source.Mapped] = []
+        for start in range(0, len(page.objects), MAP_CHUNK):
+            chunk = page.objects[start : start + MAP_CHUNK]
+            mapped.extend(source.map_planned(p, self.ctx, self.configs) for p in chunk)
+            if between is not None:
+                between()
+        return mapped
 
 
 def _store_page(
@@ -369,17 +392,29 @@ def _store_page(
 ) -> None:
     """Map one planned Centra page of the current kind, and store it with the cursor (one transaction)."""
     mapped = [source.map_planned(p, ctx, flows) for p in page.objects]
+    _store_mapped(run, connection, (run.phase, run.next_page), page, mapped)
+
+
+def _after(run: HistoryImport, cursor: tuple[str, int], page: source.Page) -> tuple[str, int, bool]:
+    """The cursor after this page: (phase, next page, everything read)."""
+    phase, number = cursor
+    if not page.last:
+        return phase, number + 1, False
+    later = run.kinds[run.kinds.index(phase) + 1 :]
+    return (later[0], 1, False) if later else (phase, number + 1, True)
+
+
+def _store_mapped(
+    run: HistoryImport, connection: Connection, cursor: tuple[str, int], page: source.Page, mapped: list
+) -> bool:
+    """Store a mapped page read at `cursor` and move the cursor past it (one transaction); False when the run is
+    not at that cursor any more (another worker stored it) or has stopped (paused or cancelled meanwhile)."""
     with transaction.atomic():
         current = HistoryImport.objects.select_for_update().get(pk=run.pk)
-        if current.phase != run.phase or current.next_page != run.next_page:
-            return  # another worker stored this page already
+        if (current.phase, current.next_page) != cursor or current.fetched_all or current.status != S.RUNNING:
+            return False  # another worker stored this page already, or the merchant stopped the import
         skipped, failed, reasons = _store_items(run, connection, mapped, current.fetched)
-        if page.last:
-            later = run.kinds[run.kinds.index(run.phase) + 1 :]
-            current.phase, current.next_page = (later[0], 1) if later else (run.phase, run.next_page + 1)
-            current.fetched_all = not later
-        else:
-            current.next_page += 1
+        current.phase, current.next_page, current.fetched_all = _after(run, cursor, page)
         current.fetched += page.read
         current.skipped += skipped
         current.failed += failed
@@ -390,6 +425,7 @@ def _store_page(
         )
     run.phase, run.next_page, run.fetched_all = current.phase, current.next_page, current.fetched_all
     run.fetched = current.fetched
+    return True
 
 
 def _store_items(
@@ -605,7 +641,7 @@ def _live_waiting(connection: Connection, now: datetime) -> bool:
     ).exists()
 
 
-def _send(run: HistoryImport, connection: Connection, batch: HistoryBatch) -> tuple[str, bool]:
+def _send(run: HistoryImport, connection: Connection, batch: HistoryBatch, reader: _Reader) -> tuple[str, bool]:
     if run.live_yields < MAX_LIVE_YIELDS and _live_waiting(connection, timezone.now()):
         HistoryImport.objects.filter(pk=run.pk).update(live_yields=run.live_yields + 1)
         time.sleep(LIVE_YIELD_SECONDS)  # a short breath, so a queue holding only this step does not spin
@@ -630,20 +666,82 @@ def _send(run: HistoryImport, connection: Connection, batch: HistoryBatch) -> tu
         status=B.SENDING, attempts=batch.attempts, started_at=batch.started_at
     )
     client = client_for(connection)  # the key goes only to the address it was entered for
-    started = time.monotonic()
-    response, error, failure = None, "", None
+    body = batch_body(batch)
+    waiting = None if run.fetched_all else _waiting_by_event(run)  # before the call: no query runs during it
+    answered: list[tuple[str, bool]] = []
+    caller = ThreadPoolExecutor(max_workers=1, thread_name_prefix="history-rule-call")
+    call = caller.submit(_call, client, body)  # the thread only talks to Rule: no database
+
+    def record() -> None:
+        """Record Rule's answer as soon as it is in (once), before anything read meanwhile is stored."""
+        if answered or not call.done():
+            return
+        response, error, failure, seconds = call.result()
+        batch.duration_ms = int(seconds * 1000)
+        if note:
+            batch.note = "\n".join(filter(None, [batch.note, note]))
+        answered.append(_record(run, connection, batch, response, error))
+        # The breaker and Rule's counters hear of it as of a delivery's call: an import's answer closes an open
+        # breaker (its call was the probe), its failures count towards opening it.
+        budget.after_call(connection, None, response, failure)
+
     try:
-        response = client.send("POST", "/subscribers", json=batch_body(batch))
+        prepared = _prepare(run, reader, call, record, waiting) if waiting is not None else []
+    finally:
+        wait_for([call])
+        record()
+        caller.shutdown(wait=False)
+    # Only now, with Rule's answer recorded, do the pages read during the call move the cursor: a worker stopped
+    # before this reads them again; one stopped during the call sends this batch again and no other.
+    for cursor, page, mapped in prepared:
+        if not _store_mapped(run, connection, cursor, page, mapped):
+            break
+    return answered[0]
+
+
+def _call(client, body: dict) -> tuple:
+    """(response, error, failure, seconds) of one import call; run on a thread of its own."""
+    started = time.monotonic()
+    try:
+        return client.send("POST", "/subscribers", json=body), "", None, time.monotonic() - started
     except RuleRequestError as exc:
-        error, failure = str(exc), exc
-    batch.duration_ms = int((time.monotonic() - started) * 1000)
-    if note:
-        batch.note = "\n".join(filter(None, [batch.note, note]))
-    recorded = _record(run, connection, batch, response, error)
-    # The breaker and Rule's counters hear of it as of a delivery's call: an import's answer closes an open
-    # breaker (its call was the probe), its failures count towards opening it.
-    budget.after_call(connection, None, response, failure)
-    return recorded
+        return None, str(exc), exc, time.monotonic() - started
+
+
+def _waiting_by_event(run: HistoryImport) -> dict[str, int]:
+    return dict(_pending(run).values_list("event").annotate(n=Count("id")).order_by())
+
+
+def _prepare(run: HistoryImport, reader: _Reader, call: Future, record, waiting: dict[str, int]) -> list[tuple]:
+    """While the call is in flight, read and map the next pages (nothing stored): until the call is answered and an
+    event has a full batch (counting what waits already), everything is read, or FETCH_PAGES_PER_STEP pages.
+    `record()` runs whenever the answer may be in, so it is recorded within one small chunk of mapping.
+    A Centra failure ends the reading (the page is read again by the next step); [(cursor, page, mapped)]."""
+    prepared: list[tuple] = []
+    counts = dict(waiting)
+    cursor, done = (run.phase, run.next_page), False
+    while not done and len(prepared) < FETCH_PAGES_PER_STEP:
+        record()
+        if call.done() and max(counts.values(), default=0) >= BATCH_SIZE:
+            break
+        future = reader.future(*cursor)
+        while not future.done():
+            wait_for([future, call], return_when=FIRST_COMPLETED)
+            record()
+        try:
+            page = future.result()
+        except CentraError:
+            break
+        for planned in page.objects:
+            if planned.event is not None:
+                counts[planned.event] = counts.get(planned.event, 0) + 1
+        phase, number, done = _after(run, cursor, page)
+        more = not done and len(prepared) + 1 < FETCH_PAGES_PER_STEP
+        if more and (not call.done() or max(counts.values(), default=0) < BATCH_SIZE):
+            reader.read_ahead(phase, number)
+        prepared.append((cursor, page, reader.map(page, record)))
+        cursor = (phase, number)
+    return prepared
 
 
 def _record(run: HistoryImport, connection: Connection, batch: HistoryBatch, response, error: str):

@@ -8,8 +8,8 @@ wall time of the Rule calls alone (calls x 20 ms, what a sender with nothing els
 budget's own floor ((calls - 1) x 1 s at 60 calls a minute); for calls, the fewest possible (orders / 1,000).
 The CPU time of the import worker (user + system, from its rusage) and of the fake Centra (from /proc) are
 reported beside the wall time: on a shared machine they say more about the code than the wall time does.
-Run alone: `.venv/bin/python tests/bench/bench_history.py [--quick]`; with BENCH_HISTORY_PROFILE=PATH the worker
-runs under cProfile and leaves its stats in PATH.
+Run alone: `.venv/bin/python tests/bench/bench_history.py [--quick | --orders N]`; with
+BENCH_HISTORY_PROFILE=PATH the worker runs under cProfile and leaves its stats in PATH.
 """
 
 import math
@@ -38,9 +38,9 @@ def cpu_seconds(pid: int) -> float:
 
 
 def main() -> None:
-    args = common.parse_args(__doc__)
+    args = common.parse_args(__doc__, [("--orders", {"type": int, "help": "orders in the history (default 100,000)"})])
     profile = os.environ.get("BENCH_HISTORY_PROFILE", "")  # a path: the worker runs under cProfile, stats there
-    orders = 10_000 if args.quick else 100_000
+    orders = args.orders or (10_000 if args.quick else 100_000)
     # The connection keeps the default Rule ceiling (60 calls a minute): the import is measured within its budget.
     env = common.bench_env(DBNAME, redis=False, queue="bench-history", SANDBOX="1", RULE_CALLS_PER_MINUTE="60")
     common.recreate_database(DBNAME)
