@@ -26,7 +26,7 @@ from tests.bench import common
 
 RULE_KEY = "bench-rule-key-0123456789"
 CENTRA_TOKEN = "bench-centra-token-0123456789"
-DBNAME = "bench_history"
+DBNAME = common.db_name("bench_history")
 LATENCY_MS = 20
 SEED = 14
 
@@ -42,7 +42,9 @@ def main() -> None:
     profile = os.environ.get("BENCH_HISTORY_PROFILE", "")  # a path: the worker runs under cProfile, stats there
     orders = args.orders or (10_000 if args.quick else 100_000)
     # The connection keeps the default Rule ceiling (60 calls a minute): the import is measured within its budget.
-    env = common.bench_env(DBNAME, redis=False, queue="bench-history", SANDBOX="1", RULE_CALLS_PER_MINUTE="60")
+    env = common.bench_env(
+        DBNAME, redis=False, queue=common.db_name("bench-history"), SANDBOX="1", RULE_CALLS_PER_MINUTE="60"
+    )
     common.recreate_database(DBNAME)
     common.migrate(env)
     common.setup_django(env)
