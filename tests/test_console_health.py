@@ -120,7 +120,7 @@ def test_failing_when_failures_in_the_last_hour_reach_the_threshold(rule_connect
     fake_rule.fail(503, times=2)
     send(rule_connection, 2)
     assert health.connection_health(rule_connection).state == "healthy"
-    send(rule_connection, 1, start=3)  # a success between: the failures are not in a row (no breaker, no "Rule is down")
+    send(rule_connection, 1, start=3)  # a success between: not 3 failures in a row (no breaker, no "Rule is down")
     fake_rule.fail(503, times=1)
     send(rule_connection, 1, start=5)
     result = health.connection_health(rule_connection)
