@@ -317,3 +317,21 @@ def test_an_outage_answers_503_until_it_ends(rule, fake_rule):
     assert rule("GET", "/tags").status_code == 503
     requests.post(control, json={"outage_seconds": 0}, timeout=5)
     assert rule("GET", "/tags").status_code == 200
+
+
+def test_a_subscriber_is_found_by_phone_number_also_after_a_delete(rule, fake_rule):
+    def post(number: str, **extra) -> int:
+        payload = body({"phone_number": "+46701234567", "fields": [{"key": "Order.Number", "value": number}], **extra})
+        answer = rule("POST", "/subscribers", payload)
+        assert answer.status_code == 200, answer.text
+        return answer.json()["subscriber"]["id"]
+
+    first = post("1")
+    assert post("2") == first  # the number found the subscriber: updated, not made again
+    assert fake_rule.subscriber("+46701234567", "phone_number")["fields"]["Order.Number"]["value"] == "2"
+
+    deleted = rule("DELETE", "/subscribers/%2B46701234567", params={"identified_by": "phone_number"})
+    assert deleted.status_code == 200 and fake_rule.subscriber("+46701234567", "phone_number") is None
+    second = post("3", email="bo@example.com")
+    assert second != first and fake_rule.subscriber("+46701234567", "phone_number")["email"] == "bo@example.com"
+    assert post("4") == second

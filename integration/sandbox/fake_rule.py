@@ -86,6 +86,7 @@ class FakeRule:
         self._failures: list[dict] = []
         self._subscribers: dict[int, dict] = {}
         self._by_email: dict[str, int] = {}  # lower-cased email -> id, so a lookup is not a scan of everyone
+        self._by_phone: dict[str, int] = {}  # phone number -> id of the first subscriber holding it
         self._tags: dict[int, str] = {}
         self._automations: list[tuple[int, str]] = []  # (subscriber id, tag) for each automation started
         self._next_id = 1000
@@ -161,6 +162,8 @@ class FakeRule:
             self._requests.clear()
             self._failures.clear()
             self._subscribers.clear()
+            self._by_email.clear()
+            self._by_phone.clear()
             self._tags.clear()
             self._automations.clear()
             self.latency_ms = 0
@@ -307,12 +310,19 @@ class FakeRule:
             # Every email is indexed when it is set; an entry left by a delete or reset no longer matches.
             sub = self._subscribers.get(self._by_email.get(identifier.lower(), -1))
             return sub if sub is not None and (sub.get("email") or "").lower() == identifier.lower() else None
+        if identified_by == "phone_number":
+            # Indexed too: a batch of new subscribers with phone numbers was a scan of everyone for each of them.
+            held = self._by_phone.get(identifier)
+            if held is None:
+                return None  # nobody was ever given this number
+            sub = self._subscribers.get(held)
+            if sub is not None and sub.get("phone_number") == identifier:
+                return sub
+            # its first holder was deleted or changed number: look for another (rare)
         for sub in self._subscribers.values():
             if identified_by == "id" and str(sub["id"]) == identifier:
                 return sub
             if identified_by == "phone_number" and sub.get("phone_number") == identifier:
-                return sub
-            if identified_by == "email" and (sub.get("email") or "").lower() == identifier.lower():
                 return sub
         return None
 
@@ -420,6 +430,11 @@ class FakeRule:
                     existing[key] = sub[key]
             if existing.get("email"):
                 self._by_email[existing["email"].lower()] = existing["id"]
+            phone = existing.get("phone_number")
+            if phone:
+                holder = self._subscribers.get(self._by_phone.get(phone, -1))
+                if holder is None or holder.get("phone_number") != phone:
+                    self._by_phone[phone] = existing["id"]
             for field in sub.get("fields") or []:
                 existing["fields"][field["key"]] = {"value": field["value"], "type": field.get("type", "text")}
             existing["tags"].update(tag_names)
