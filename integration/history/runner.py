@@ -726,7 +726,9 @@ def _prepare(run: HistoryImport, reader: _Reader, call: Future, record, waiting:
             break
         future = reader.future(*cursor)
         while not future.done():
-            wait_for([future, call], return_when=FIRST_COMPLETED)
+            # once the call is answered only the page is waited for (waiting on a finished call returned at once:
+            # the worker spun, taking the CPU from the reader thread and the fake Centra)
+            wait_for([future] if call.done() else [future, call], return_when=FIRST_COMPLETED)
             record()
         try:
             page = future.result()
