@@ -504,6 +504,15 @@ def test_an_order_of_a_shopper_this_connection_never_sent_a_cart_removes_nothing
     assert not Delivery.objects.filter(event="RemoveCartTag").exists()
 
 
+def assert_order_then_cart_tag_removed(fake_rule) -> None:
+    """Rule got the order, then the removal of anna's cart tag, and the removal is recorded as done."""
+    assert rule_calls(fake_rule) == [
+        ("POST", "/api/v2/subscribers"),
+        ("DELETE", "/api/v2/subscribers/anna%40example.com/tags/OrderCreated"),
+    ]
+    assert Delivery.objects.get(event="RemoveCartTag").status == Delivery.Status.SUCCEEDED
+
+
 def test_an_order_after_the_shoppers_cart_removes_the_tag_whatever_the_emails_case(
     rule_connection, fake_rule, task_queue, django_capture_on_commit_callbacks
 ):
@@ -518,11 +527,7 @@ def test_an_order_after_the_shoppers_cart_removes_the_tag_whatever_the_emails_ca
     task_queue.drain()
 
     # then the tag is removed (Rule matches emails regardless of case)
-    assert rule_calls(fake_rule) == [
-        ("POST", "/api/v2/subscribers"),
-        ("DELETE", "/api/v2/subscribers/anna%40example.com/tags/OrderCreated"),
-    ]
-    assert Delivery.objects.get(event="RemoveCartTag").status == Delivery.Status.SUCCEEDED
+    assert_order_then_cart_tag_removed(fake_rule)
     assert fake_rule.subscriber("anna@example.com")["tags"] == ["OrderCompleted"]
 
 
@@ -540,11 +545,7 @@ def test_a_cart_not_delivered_yet_still_leads_to_the_removal(
     task_queue.drain()
 
     # then the removal goes out all the same (404 now: nothing to remove, done)
-    assert rule_calls(fake_rule) == [
-        ("POST", "/api/v2/subscribers"),
-        ("DELETE", "/api/v2/subscribers/anna%40example.com/tags/OrderCreated"),
-    ]
-    assert Delivery.objects.get(event="RemoveCartTag").status == Delivery.Status.SUCCEEDED
+    assert_order_then_cart_tag_removed(fake_rule)
 
 
 def test_removing_the_cart_tag_from_every_shopper_when_the_merchant_asks(
@@ -564,11 +565,7 @@ def test_removing_the_cart_tag_from_every_shopper_when_the_merchant_asks(
     task_queue.drain()
 
     # then the tag is removed all the same
-    assert rule_calls(fake_rule) == [
-        ("POST", "/api/v2/subscribers"),
-        ("DELETE", "/api/v2/subscribers/anna%40example.com/tags/OrderCreated"),
-    ]
-    assert Delivery.objects.get(event="RemoveCartTag").status == Delivery.Status.SUCCEEDED
+    assert_order_then_cart_tag_removed(fake_rule)
     assert fake_rule.subscriber("anna@example.com")["tags"] == ["OrderCompleted"]
 
 
