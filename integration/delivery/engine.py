@@ -962,7 +962,7 @@ def _after_success(call: list[Delivery]) -> list[int]:
 
 def cart_shoppers(connection: Connection, emails) -> set[str]:
     """The normalized emails among `emails` that have an `OrderCreated` delivery of `connection` (any status):
-    one query on the delivery_cart_email index. The database's LOWER folds ASCII letters only (SQLite), so the
+    one query on the delivery_cart_shopper index. The database's LOWER folds ASCII letters only (SQLite), so the
     emails are also looked up as given and the answer is normalized here."""
     wanted = ({normalize_email(e) for e in emails} | {(e or "").strip() for e in emails}) - {""}
     if not wanted:
