@@ -352,23 +352,24 @@ class InboundEvent(models.Model):
         IGNORED = "ignored", "ignored"
         FAILED = "failed", "failed"
 
-    connection = models.ForeignKey(Connection, on_delete=models.CASCADE, related_name="inbound_events")
+    # No index of its own: uniq_inbound_dedupe and inbound_conn_received lead with the connection.
+    connection = models.ForeignKey(Connection, on_delete=models.CASCADE, related_name="inbound_events", db_index=False)
     source = models.CharField(max_length=10, choices=Source.choices)
     dedupe_key = models.CharField(max_length=255)
-    event_type = models.CharField(max_length=60, db_index=True)
+    event_type = models.CharField(max_length=60)  # indexed: inbound_type_received
     object_ref = models.CharField(
         max_length=120,
         blank=True,
         default="",
-        db_index=True,
         help_text="Order number, shipment/return/customer id, or item.",
-    )
-    email = models.CharField(max_length=254, blank=True, default="", db_index=True)
+    )  # indexed: inbound_object_ref
+    email = models.CharField(max_length=254, blank=True, default="")  # indexed: inbound_email
     payload = models.JSONField(default=dict)
     occurred_at = models.DateTimeField(null=True, blank=True)
     received_at = models.DateTimeField(default=timezone.now, db_index=True)
     processed_at = models.DateTimeField(null=True, blank=True)
-    status = models.CharField(max_length=10, choices=Status.choices, default=Status.RECEIVED, db_index=True)
+    # Indexed with received_at: inbound_status_received.
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.RECEIVED)
     error = models.TextField(blank=True, default="")
     duplicate_count = models.PositiveIntegerField(default=0)
     process_attempts = models.PositiveIntegerField(default=0, help_text="Attempts held against the retry budget.")
@@ -383,10 +384,25 @@ class InboundEvent(models.Model):
         constraints = [
             models.UniqueConstraint(fields=["connection", "dedupe_key"], name="uniq_inbound_dedupe"),
         ]
+        # Each index is paid on the insert and on the outcome (a status change is never a HOT update): one per
+        # query the admin, the console and the workers make (see Delivery).
         indexes = [
-            models.Index(fields=["status", "received_at"], name="inbound_status_received"),
+            # What waits for processing (due(), /healthz) and the admin's filter for what needs a look; the
+            # processed ones (most of the log) are found through received_at.
+            models.Index(
+                fields=["status", "received_at"],
+                condition=models.Q(status__in=["received", "ignored", "failed"]),
+                name="inbound_status_open_received",
+            ),
             # The console's "last event received" and "usual traffic" per connection (integration.ops.health).
             models.Index(fields=["connection", "-received_at"], name="inbound_conn_received"),
+            # Whether a connection has events waiting (the delivery engine asks after every task of a backlog).
+            models.Index(fields=["connection"], condition=models.Q(status="received"), name="inbound_waiting"),
+            # The admin's type filter, newest first.
+            models.Index(fields=["event_type", "-received_at"], name="inbound_type_received"),
+            # The admin's search: an email exactly, the start of an object reference (LIKE 'x%' on PostgreSQL).
+            models.Index(fields=["email"], name="inbound_email"),
+            models.Index(fields=["object_ref"], name="inbound_object_ref", opclasses=["varchar_pattern_ops"]),
         ]
         ordering = ["-received_at"]
 
