@@ -407,9 +407,14 @@ def _claim_sql(vendor: str, columns: tuple[str, ...], force: bool, sendable_only
     )
 
 
-def _take(rows: dict[str, object], limit: int, *, force: bool = False, sendable_only: bool = False):
+def _take(
+    rows: dict[str, object], limit: int, *, force: bool = False, sendable_only: bool = False, gated: bool = False
+):
     """Claim, give up on rows whose budget a dead worker spent, and start the first call's attempts: one
-    transaction. Returns (the claimed rows, their calls); the first call's attempts exist."""
+    transaction. `gated` (a call Rule's budget paces): the same transaction also takes the first call's slot when
+    one is free now (budget.go_at_once; its Decision is kept on the call's first row for _send_call), so a lone
+    delivery commits twice (claim, answer), not three times. Returns (the claimed rows, their calls); the first
+    call's attempts exist."""
     with transaction.atomic():
         claimed = _claim(rows, limit, force=force, sendable_only=sendable_only)
         live, spent = [], []
@@ -424,6 +429,8 @@ def _take(rows: dict[str, object], limit: int, *, force: bool = False, sendable_
         calls = _pack(live)
         if calls:
             _start(calls[0], counted=True)
+            if gated:  # last: the budget row is locked only for the commit
+                calls[0][0]._gate = budget.go_at_once(calls[0][0].connection_id)
     return claimed, calls
 
 
@@ -480,7 +487,7 @@ def deliver(delivery_id: int) -> str:
     """Send one due delivery once, alone, if no other worker has it; returns what happened (for logs and tests)."""
     rows = {"id": delivery_id}
     # The usual case in one statement: due, not in flight, and its connection may send.
-    claimed, calls = _take(rows, 1, sendable_only=True)
+    claimed, calls = _take(rows, 1, sendable_only=True, gated=True)
     if not claimed:  # find out why not (closed, paused, held by a 429, not due), or claim after a resume
         delivery = Delivery.objects.select_related("connection").filter(pk=delivery_id).open().first()
         if delivery is None:
@@ -488,7 +495,7 @@ def deliver(delivery_id: int) -> str:
         waiting = _held_or_paused(delivery, timezone.now())
         if waiting:
             return waiting
-        claimed, calls = _take(rows, 1)
+        claimed, calls = _take(rows, 1, gated=True)
         if not claimed:
             return "not due"
     _run(calls)
@@ -510,7 +517,7 @@ def deliver_group(
     while True:
         if full_only and Delivery.objects.filter(**rows).due().order_by()[:limit].count() < limit:
             return outcomes
-        claimed, calls = _take(rows, limit, sendable_only=True)
+        claimed, calls = _take(rows, limit, sendable_only=True, gated=True)
         if not claimed:
             return outcomes
         _run(calls)
@@ -615,7 +622,9 @@ def _send_call(call: list[Delivery], *, gated: bool = True) -> list[tuple[list[D
     delivery again without its phone number)."""
     first = call[0]
     connection = first.connection
-    gate = budget.before_call(connection) if gated else None  # Rule's budget and breaker: go, or hand back
+    # Rule's budget and breaker: go, or hand back (a slot the claim took is used once, not by a split's parts)
+    taken = first.__dict__.pop("_gate", None)
+    gate = (taken or budget.before_call(connection)) if gated else None
     if gate is not None and not gate.may_send:
         hand_back(call, gate)
         return []
