@@ -241,7 +241,10 @@ class Connection(models.Model):
 
     def enabled_events(self) -> frozenset[str]:
         """The catalog events whose flow is on (a flow not stored yet has its declared default)."""
-        stored = dict(self.flows.values_list("event", "enabled"))
+        # Read with the connection by the inbound endpoints (tokens.inbound_connection): no query of its own then.
+        stored = self.__dict__.get("stored_flow_states")
+        if stored is None:
+            stored = dict(self.flows.values_list("event", "enabled"))
         return frozenset(name for name, spec in catalog.EVENTS.items() if stored.get(name, spec.default_enabled))
 
     @property

@@ -29,7 +29,7 @@ from integration import catalog
 from integration.bulk import insert_new
 from integration.inbound import strict_json
 from integration.inbound.signature import HEADER, SignatureError, verify_signature
-from integration.inbound.tokens import connection_by_token
+from integration.inbound.tokens import inbound_connection
 from integration.inbound.validation import (
     CheckedEvent,
     check_catalogue,
@@ -123,7 +123,7 @@ def connection_for_token(token: str) -> Connection:
     decrypted on the request path)."""
     if not _TOKEN.fullmatch(token):
         raise InboundError(404, "unknown endpoint")
-    connection = connection_by_token(token, "id", "name", "signing_secrets", "time_zone", "manual_confirmation")
+    connection = inbound_connection(token)
     if connection is None:
         raise InboundError(404, "unknown endpoint")
     return connection
@@ -342,7 +342,8 @@ def store_events(connection: Connection, rows: list[NewEvent]) -> StoreResult:
     """
     result = StoreResult()
     # A replayed request or a late event about someone erased is kept only as an ignored row with the reason.
-    drop_forgotten_rows(connection, rows)
+    if connection.__dict__.get("anyone_forgotten", True):  # (read with the connection: no tombstone, no scan)
+        drop_forgotten_rows(connection, rows)
     first_of_key: dict[str, NewEvent] = {}
     repeats: Counter[str] = Counter()
     for row in rows:
