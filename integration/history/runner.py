@@ -27,6 +27,7 @@ import json
 import logging
 import math
 import re
+import threading
 import time
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor
 from concurrent.futures import wait as wait_for
@@ -324,9 +325,50 @@ def _any_event(run: HistoryImport) -> str | None:
     return row["event"] if row else None
 
 
+# Pages read ahead and left by a step, for the run's next step in this process: {reader key: (when, pages)}.
+_CARRIED: dict[tuple, tuple[float, dict[tuple[str, int], Future]]] = {}
+_CARRIED_LOCK = threading.Lock()
+CARRY_SECONDS = 30.0  # older pages are read again (Centra may have changed them meanwhile)
+READ_AHEAD = 2  # pages read ahead at most (one being read, one waiting)
+_POOL: ThreadPoolExecutor | None = None
+
+
+def _read_pool() -> ThreadPoolExecutor:
+    """The thread that reads Centra pages ahead (one per process: pages are read one at a time, in order)."""
+    global _POOL
+    with _CARRIED_LOCK:
+        if _POOL is None:
+            _POOL = ThreadPoolExecutor(max_workers=1, thread_name_prefix="history-read-ahead")
+        return _POOL
+
+
+def _carry(key: tuple, ahead: dict[tuple[str, int], Future]) -> None:
+    pages = {cursor: f for cursor, f in ahead.items() if not f.cancelled()}
+    with _CARRIED_LOCK:
+        for _, old in _CARRIED.values():
+            for f in old.values():
+                f.cancel()
+        _CARRIED.clear()  # one run's pages at a time: a process drives one step at a time
+        if pages:
+            _CARRIED[key] = (time.monotonic(), pages)
+
+
+def _take_carried(key: tuple) -> dict[tuple[str, int], Future]:
+    with _CARRIED_LOCK:
+        when, pages = _CARRIED.pop(key, (0.0, {}))
+    if pages and time.monotonic() - when > CARRY_SECONDS:
+        for f in pages.values():
+            f.cancel()
+        return {}
+    return pages
+
+
 class _Reader:
-    """Centra pages for one step, the next one read ahead on a thread while the current one is mapped and stored
-    (the thread only talks to Centra: no database). A page read ahead and not needed is dropped with the step."""
+    """Centra pages for one step, the next ones read ahead on a thread while the current one is mapped and stored
+    (the thread only talks to Centra: no database). Pages read ahead and not used by this step are kept for the
+    run's next step in this process (a worker runs an import's steps one after another), so Centra is read while
+    the batch is claimed and stored; a step in another process reads them again. Read-ahead pages are only ever
+    Centra's answers: nothing is stored or sent from them until a step stores them at the run's cursor."""
 
     def __init__(self, run: HistoryImport, connection: Connection) -> None:
         self.run, self.connection = run, connection
@@ -334,20 +376,30 @@ class _Reader:
         self.enabled = {event for event, flow in flows.items() if flow.enabled}
         self.configs = {event: FlowConfig.from_flow(flow) for event, flow in flows.items()}
         self.ctx = MappingContext.from_connection(connection)
-        self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="history-read-ahead")
-        self.ahead: dict[tuple[str, int], Future] = {}
+        self.client: CentraClient | None = None  # made on the reading thread, kept for the step's pages
+        # What the pages depend on besides the cursor: a page planned with other flows or settings is read again.
+        self.key = (
+            run.pk,
+            run.started_at,
+            run.since,
+            run.until,
+            connection.centra_api_url,
+            frozenset(self.enabled),
+            connection.manual_confirmation,
+        )
+        self.ahead: dict[tuple[str, int], Future] = _take_carried(self.key)
 
     def __enter__(self) -> _Reader:
         return self
 
     def __exit__(self, *exc) -> None:
-        for future in self.ahead.values():
-            future.cancel()
-        self.pool.shutdown(wait=False, cancel_futures=True)
+        _carry(self.key, self.ahead)
 
     def _read(self, phase: str, number: int) -> source.Page:
+        if self.client is None:
+            self.client = CentraClient.for_connection(self.connection)
         return source.read_page(
-            CentraClient.for_connection(self.connection),
+            self.client,
             phase,
             number,
             self.run.since,
@@ -357,20 +409,22 @@ class _Reader:
         )
 
     def page(self, phase: str, number: int) -> source.Page:
-        future = self.ahead.pop((phase, number), None)
-        page = future.result() if future is not None else self._read(phase, number)
+        page = self.future(phase, number).result()
         if not page.last:
             self.read_ahead(phase, number + 1)
+            self.read_ahead(phase, number + 2)
         return page
 
     def read_ahead(self, phase: str, number: int) -> None:
-        if (phase, number) not in self.ahead:
-            self.ahead[(phase, number)] = self.pool.submit(self._read, phase, number)
+        if (phase, number) not in self.ahead and len(self.ahead) < READ_AHEAD:
+            self.ahead[(phase, number)] = _read_pool().submit(self._read, phase, number)
 
     def future(self, phase: str, number: int) -> Future:
         """The page as a future (read on the thread), so a caller can wait for it or for something else."""
-        self.read_ahead(phase, number)
-        return self.ahead.pop((phase, number))
+        for cursor in [c for c in self.ahead if c[0] == phase and c[1] < number]:
+            self.ahead.pop(cursor).cancel()  # behind the cursor (another worker stored it): not needed
+        future = self.ahead.pop((phase, number), None)
+        return future or _read_pool().submit(self._read, phase, number)
 
     def map(self, page: source.Page, between=None) -> list[source.Mapped]:
         """The page's objects mapped, `between()` called after every few (to record an answer that came in)."""
@@ -738,9 +792,9 @@ def _prepare(run: HistoryImport, reader: _Reader, call: Future, record, waiting:
             if planned.event is not None:
                 counts[planned.event] = counts.get(planned.event, 0) + 1
         phase, number, done = _after(run, cursor, page)
-        more = not done and len(prepared) + 1 < FETCH_PAGES_PER_STEP
-        if more and (not call.done() or max(counts.values(), default=0) < BATCH_SIZE):
+        if not done:  # read on while this page is mapped; what this step does not use goes to the next step
             reader.read_ahead(phase, number)
+            reader.read_ahead(phase, number + 1)
         prepared.append((cursor, page, reader.map(page, record)))
         cursor = (phase, number)
     return prepared
