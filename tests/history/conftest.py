@@ -7,6 +7,9 @@ from datetime import UTC, datetime
 
 import pytest
 
+from tests.factories import ConnectionFactory
+from tests.processes import manage
+
 END = datetime(2026, 11, 1, tzinfo=UTC)
 START = datetime(2022, 11, 1, tzinfo=UTC)
 
@@ -52,3 +55,33 @@ class Worker:
 @pytest.fixture
 def worker(task_queue, django_capture_on_commit_callbacks) -> Worker:
     return Worker(task_queue, django_capture_on_commit_callbacks)
+
+
+@pytest.fixture
+def import_process(fake_centra, fake_rule, settings):
+    """Starts `manage.py import_history` in a process of its own (so a test can kill it) for a new connection over
+    3,000 generated orders (seed 14), with a Rule budget that does not slow tests down: `start(name)` gives
+    (history, connection, process). A process still running at the end of the test is killed."""
+    settings.RULE_CALLS_PER_MINUTE = 60_000
+    processes = []
+
+    def start(name: str):
+        history = fake_centra.generate_history(orders=3000, seed=14, start=START, end=END)
+        shop = ConnectionFactory(
+            name=name,
+            rule_api_url=fake_rule.url,
+            rule_api_key=fake_rule.api_key,
+            centra_api_url=fake_centra.url,
+            centra_api_token=fake_centra.token,
+        )
+        process = manage(
+            "import_history", shop.name, "--since", "2022-11-01", "--only", "orders", RULE_CALLS_PER_MINUTE="60000"
+        )
+        processes.append(process)
+        return history, shop, process
+
+    yield start
+    for process in processes:
+        if process.poll() is None:
+            process.kill()
+            process.wait()

@@ -14,10 +14,8 @@ from django.utils import timezone
 
 from integration.history import runner
 from integration.history.models import HistoryBatch, HistoryImport
-from tests.factories import ConnectionFactory
-from tests.history.conftest import END, START
 from tests.history.test_history_import import expected_event, import_calls
-from tests.processes import manage, wait_for
+from tests.processes import wait_for
 
 
 def expected_sends(history) -> Counter:
@@ -31,22 +29,6 @@ def expected_sends(history) -> Counter:
 
 def sends(calls) -> Counter:
     return Counter((s["email"], c["tags"][0]) for c in calls for s in c["subscribers"])
-
-
-def start_import(fake_centra, fake_rule, name: str):
-    history = fake_centra.generate_history(orders=3000, seed=14, start=START, end=END)
-    shop = ConnectionFactory(
-        name=name,
-        rule_api_url=fake_rule.url,
-        rule_api_key=fake_rule.api_key,
-        centra_api_url=fake_centra.url,
-        centra_api_token=fake_centra.token,
-    )
-    fake_rule.set_latency(2500)  # the first batch stays in flight long enough to watch Centra being read meanwhile
-    process = manage(
-        "import_history", shop.name, "--since", "2022-11-01", "--only", "orders", RULE_CALLS_PER_MINUTE="60000"
-    )
-    return history, shop, process
 
 
 def first_call_in_flight(fake_centra, fake_rule, process) -> tuple[HistoryBatch, tuple[str, int]]:
@@ -79,21 +61,16 @@ def resume(run: HistoryImport, worker, fake_rule, fake_centra) -> None:
 
 @pytest.mark.cluster
 def test_killed_after_rule_answered_while_the_next_pages_were_mapped(
-    transactional_db, fake_centra, fake_rule, worker, settings
+    transactional_db, fake_centra, fake_rule, worker, import_process
 ):
-    settings.RULE_CALLS_PER_MINUTE = 60_000
-    history, shop, process = start_import(fake_centra, fake_rule, "killed-after-answer")
-    try:
-        batch, cursor = first_call_in_flight(fake_centra, fake_rule, process)
-        fake_centra.fail("slow", times=None, delay=20)  # the reading goes on past Rule's answer
-        batch = wait_for(lambda: HistoryBatch.objects.filter(pk=batch.pk, status=HistoryBatch.Status.SENT).first(), 30)
-        assert batch is not None  # the answer is recorded while the worker still waits for Centra
-        time.sleep(0.3)
-        kill(process)
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
+    fake_rule.set_latency(2500)  # the first batch stays in flight long enough to watch Centra being read meanwhile
+    history, shop, process = import_process("killed-after-answer")
+    batch, cursor = first_call_in_flight(fake_centra, fake_rule, process)
+    fake_centra.fail("slow", times=None, delay=20)  # the reading goes on past Rule's answer
+    batch = wait_for(lambda: HistoryBatch.objects.filter(pk=batch.pk, status=HistoryBatch.Status.SENT).first(), 30)
+    assert batch is not None  # the answer is recorded while the worker still waits for Centra
+    time.sleep(0.3)
+    kill(process)
     run = HistoryImport.objects.get(connection=shop)
     # the pages read during the call were not stored: the cursor is where the call found it
     assert (run.phase, run.next_page) == cursor
@@ -109,17 +86,12 @@ def test_killed_after_rule_answered_while_the_next_pages_were_mapped(
 
 @pytest.mark.cluster
 def test_killed_during_the_call_while_the_next_pages_were_mapped(
-    transactional_db, fake_centra, fake_rule, worker, settings
+    transactional_db, fake_centra, fake_rule, worker, import_process
 ):
-    settings.RULE_CALLS_PER_MINUTE = 60_000
-    history, shop, process = start_import(fake_centra, fake_rule, "killed-in-call")
-    try:
-        batch, cursor = first_call_in_flight(fake_centra, fake_rule, process)
-        kill(process)  # Rule has not answered: whether it took the batch is unknown to the import
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
+    fake_rule.set_latency(2500)  # the first batch stays in flight long enough to watch Centra being read meanwhile
+    history, shop, process = import_process("killed-in-call")
+    batch, cursor = first_call_in_flight(fake_centra, fake_rule, process)
+    kill(process)  # Rule has not answered: whether it took the batch is unknown to the import
     run = HistoryImport.objects.get(connection=shop)
     assert (run.phase, run.next_page) == cursor
     # whether Rule took the batch depends on how much of it was sent before the kill; the fake answers after 2.5 s

@@ -5,56 +5,35 @@ from __future__ import annotations
 
 import signal
 import time
-from collections import Counter
 from datetime import timedelta
-from pathlib import Path
 
 import pytest
 from django.utils import timezone
 
 from integration.history import runner
 from integration.history.models import HistoryBatch, HistoryImport
-from tests.factories import ConnectionFactory
-from tests.history.conftest import END, START
-from tests.history.test_history_import import expected_event, fields_of, import_calls
-from tests.processes import manage, wait_for
-
-ROOT = Path(__file__).resolve().parents[2]
+from tests.history.test_history_import import fields_of, import_calls
+from tests.history.test_killed_during_call import expected_sends, sends
+from tests.processes import wait_for
 
 
 @pytest.mark.cluster
 def test_a_killed_import_resumes_without_sending_anything_twice(
-    transactional_db, fake_centra, fake_rule, worker, settings
+    transactional_db, fake_centra, fake_rule, worker, import_process
 ):
-    settings.RULE_CALLS_PER_MINUTE = 60_000
-    history = fake_centra.generate_history(orders=3000, seed=14, start=START, end=END)
-    shop = ConnectionFactory(
-        name="killed-shop",
-        rule_api_url=fake_rule.url,
-        rule_api_key=fake_rule.api_key,
-        centra_api_url=fake_centra.url,
-        centra_api_token=fake_centra.token,
+    history, shop, process = import_process("killed-shop")
+    # when the first batch is in Rule (its answer recorded) and the process is reading Centra again, it is
+    # killed outright (a kill before the answer is recorded sends that batch again: test_killed_during_call.py)
+    assert wait_for(lambda: len(import_calls(fake_rule)) >= 1, timeout=60), (
+        process.stdout.read() if process.poll() else ""
     )
-    process = manage(
-        "import_history", shop.name, "--since", "2022-11-01", "--only", "orders", RULE_CALLS_PER_MINUTE="60000"
-    )
-    try:
-        # when the first batch is in Rule (its answer recorded) and the process is reading Centra again, it is
-        # killed outright (a kill before the answer is recorded sends that batch again: test_killed_during_call.py)
-        assert wait_for(lambda: len(import_calls(fake_rule)) >= 1, timeout=60), (
-            process.stdout.read() if process.poll() else ""
-        )
-        assert wait_for(lambda: HistoryBatch.objects.filter(number=1, status=HistoryBatch.Status.SENT).exists(), 30)
-        fake_centra.fail("slow", times=1, delay=20)
-        seen = len(fake_centra.queries)
-        assert wait_for(lambda: len(fake_centra.queries) > seen, timeout=60)
-        time.sleep(0.3)
-        process.send_signal(signal.SIGKILL)
-        process.wait(timeout=10)
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
+    assert wait_for(lambda: HistoryBatch.objects.filter(number=1, status=HistoryBatch.Status.SENT).exists(), 30)
+    fake_centra.fail("slow", times=1, delay=20)
+    seen = len(fake_centra.queries)
+    assert wait_for(lambda: len(fake_centra.queries) > seen, timeout=60)
+    time.sleep(0.3)
+    process.send_signal(signal.SIGKILL)
+    process.wait(timeout=10)
     fake_centra.clear_failures()
     sent_before = len(import_calls(fake_rule))
     run = HistoryImport.objects.get(connection=shop)
@@ -70,12 +49,8 @@ def test_a_killed_import_resumes_without_sending_anything_twice(
     assert run.status == HistoryImport.Status.FINISHED
     calls = import_calls(fake_rule)
     assert len(calls) > sent_before
-    expected = Counter()
-    for number in history.numbers():
-        event = expected_event(history, number)
-        if event is not None:
-            expected[(history.order(number)["customer"]["email"], event)] += 1
-    assert Counter((s["email"], c["tags"][0]) for c in calls for s in c["subscribers"]) == expected
+    expected = expected_sends(history)
+    assert sends(calls) == expected
     numbers = [fields_of(s)["Order.Number"] for c in calls for s in c["subscribers"] if s.get("fields")]
     assert len(numbers) == len(set(numbers))
     assert run.sent == sum(expected.values())
