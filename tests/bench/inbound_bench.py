@@ -108,7 +108,7 @@ def webhook_request_maker(path: str, per_request: int, offset: int) -> Callable[
 
 def run(bench: str, kind: str, per_request: int, quick: bool) -> None:
     """Measure `kind` ("events" or "webhook") with `per_request` events per request and print the JSON line."""
-    dbname, queue = f"bench_{bench}", f"bench-{bench}"
+    dbname, queue = common.db_name(f"bench_{bench}"), f"bench-{bench}"
     env = common.bench_env(dbname, redis=True, queue=queue)
     seconds, rounds = (3.0, 1) if quick else (10.0, 2)
 
